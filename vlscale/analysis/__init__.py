@@ -1,0 +1,1 @@
+"""Scaling-law analysis: pure functions over pandas DataFrames (never imports Ray or torch)."""

@@ -1,0 +1,56 @@
+"""The `vlscale` command: one sub-command per module.
+
+Each entry of `COMMAND_MODULES` is a module with a `register(subparsers)` function that adds its
+sub-command(s) and sets `func` on the parser; modules are imported lazily-by-listing so that
+`vlscale fit` never pays for importing torch or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from vlscale import __version__
+from vlscale.errors import UserError
+
+COMMAND_MODULES: list[str] = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlscale",
+        description=(
+            "Compare how vision-language training procedures (CLIP, MaMMUT, datasets, schedules) "
+            "scale: train a model-size x samples-seen grid on Ray, track it in MLflow, fit and "
+            "compare scaling laws."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"vlscale {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except UserError as error:
+        print(f"vlscale {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vlscale {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Typed, frozen specifications of one grid cell.
+
+A cell is everything that defines one training run's *experiment*: model, data, schedule and
+hyper-parameters. Its content hash (`Cell.cell_hash`) is the MLflow run key and the Tune trial
+name, so two cells with the same experiment are the same cell. Resources (worker counts, CPUs,
+GPUs, retries) are deliberately outside the hash: elasticity must not change the experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vlscale.errors import UserError
+
+ModelType = Literal["clip", "mammut"]
+Schedule = Literal["cosine", "const"]
+MODEL_TYPES: tuple[str, ...] = ("clip", "mammut")
+SCHEDULES: tuple[str, ...] = ("cosine", "const")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model_type: str
+    """"clip" (contrastive loss only) or "mammut" (contrastive + captioning)."""
+    arch: str
+    """Architecture name from the size ladder, e.g. "ViT-B-32" or "cpu-w64-l2"."""
+    contrastive_weight: float = 1.0
+    """Weight of the contrastive loss term."""
+    caption_weight: float = 2.0
+    """Weight of the caption cross-entropy (MaMMUT only; the paper's default is 2)."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    """Short dataset name, the `dataset` procedure column of the results table."""
+    train: str
+    """Directory or URL (s3://, gs://, ...) of the training parquet shards."""
+    eval: str | None = None
+    """Held-out captioned shards for held-out losses and retrieval (None: no such eval)."""
+    zeroshot: str | None = None
+    """Classification shards (with `label` and class names in dataset.json) for zero-shot eval."""
+    eval_samples: int = 1000
+    """How many held-out samples the evaluation uses."""
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    samples_seen: int
+    """Total training samples, exact across all workers."""
+    global_batch: int
+    """Global batch size; fixed by the cell whatever the worker count."""
+    lr: float
+    """Peak learning rate."""
+    warmup_samples: int = 0
+    """Linear warm-up length in samples."""
+    schedule: str = "cosine"
+    """"cosine" (warm-up, cosine to zero) or "const" (warm-up, constant, cool-down per eval point)."""
+    cooldown_fraction: float = 0.2
+    """For "const": length of each cool-down branch as a fraction of its samples-seen point."""
+    eval_points: tuple[int, ...] = ()
+    """For "const": the samples-seen values at which a cool-down branch is evaluated."""
+    weight_decay: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-6
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (0 disables)."""
+    seed: int = 0
+    precision: str = "auto"
+    """"auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" or "fp32"."""
+    checkpoint_every_samples: int = 0
+    """Checkpoint period in samples (0: only at the end)."""
+    micro_batch: int = 0
+    """Largest per-worker forward batch (0: the whole per-worker batch); bigger batches accumulate."""
+    eval_batch_size: int = 256
+    """Fixed evaluation batch: the contrastive loss depends on batch size."""
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    min_workers: int = 1
+    max_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_failures: int = 3
+
+    @property
+    def elastic(self) -> bool:
+        return self.max_workers > self.min_workers
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: ModelSpec
+    data: DataSpec
+    train: TrainSpec
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    procedure: str = ""
+    """Human name of the procedure this cell belongs to (e.g. "mammut-synth-cosine")."""
+
+    def experiment_dict(self) -> dict[str, Any]:
+        """Every field that defines the experiment (resources excluded), as plain JSON types."""
+        return {
+            "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "train": {k: list(v) if isinstance(v, tuple) else v
+                      for k, v in dataclasses.asdict(self.train).items()},
+        }
+
+    @property
+    def cell_hash(self) -> str:
+        canonical = json.dumps(self.experiment_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def run_name(self) -> str:
+        """Readable MLflow run name: model type, architecture, samples seen."""
+        return f"{self.model.model_type}-{self.model.arch}-{format_count(self.train.samples_seen)}"
+
+    def flat_params(self) -> dict[str, Any]:
+        """Flat `section.field` parameters for tracking."""
+        flat: dict[str, Any] = {}
+        sections = self.experiment_dict() | {"resources": dataclasses.asdict(self.resources)}
+        for section, values in sections.items():
+            for key, value in values.items():
+                flat[f"{section}.{key}"] = value
+        return flat
+
+    def validate(self) -> None:
+        """Reject a cell that cannot run, before any worker starts (raises UserError)."""
+        m, t, r = self.model, self.train, self.resources
+        if m.model_type not in MODEL_TYPES:
+            raise UserError(f"unknown model type {m.model_type!r}; use one of {', '.join(MODEL_TYPES)}")
+        if t.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {t.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if t.samples_seen <= 0:
+            raise UserError(f"samples_seen must be positive, got {t.samples_seen}")
+        if t.global_batch <= 0:
+            raise UserError(f"global_batch must be positive, got {t.global_batch}")
+        if t.samples_seen < t.global_batch:
+            raise UserError(
+                f"samples_seen {t.samples_seen} is below one global batch ({t.global_batch}); "
+                "raise samples_seen or lower global_batch")
+        if t.lr <= 0:
+            raise UserError(f"lr must be positive, got {t.lr}")
+        if not 1 <= r.min_workers <= r.max_workers:
+            raise UserError(
+                f"need 1 <= min_workers <= max_workers, got {r.min_workers}..{r.max_workers}")
+        for world in range(r.min_workers, r.max_workers + 1):
+            if t.global_batch % world:
+                raise UserError(
+                    f"global_batch {t.global_batch} is not divisible by {world} workers; every "
+                    f"worker count in {r.min_workers}..{r.max_workers} must divide it")
+            if t.micro_batch and (t.global_batch // world) % t.micro_batch:
+                raise UserError(
+                    f"per-worker batch {t.global_batch // world} (global {t.global_batch} over "
+                    f"{world} workers) is not a multiple of micro_batch {t.micro_batch}")
+        if t.schedule == "const":
+            bad = [p for p in t.eval_points if not 0 < p <= t.samples_seen]
+            if bad:
+                raise UserError(f"eval_points {bad} lie outside (0, samples_seen={t.samples_seen}]")
+
+
+def format_count(count: int | float) -> str:
+    """1280000 -> "1.28M", 3000000000 -> "3B" (the paper's samples-seen labels)."""
+    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(count) >= divisor:
+            return f"{count / divisor:.3g}{suffix}"
+    return str(int(count))
