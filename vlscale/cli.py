@@ -16,6 +16,7 @@ from vlscale import __version__
 from vlscale.errors import UserError
 
 COMMAND_MODULES: list[str] = [
+    "vlscale.platform.server",
 ]
 
 

@@ -172,3 +172,122 @@ def format_count(count: int | float) -> str:
         if abs(count) >= divisor:
             return f"{count / divisor:.3g}{suffix}"
     return str(int(count))
+
+
+def cell_from_dict(values: dict[str, Any]) -> Cell:
+    """Rebuild a Cell from `experiment_dict()`-style nested dicts (YAML cell files, Ray configs).
+
+    Unknown keys are an error rather than silently ignored: a typo must not change the experiment.
+    """
+    sections = {"model": ModelSpec, "data": DataSpec, "train": TrainSpec, "resources": ResourceSpec}
+    unknown = set(values) - set(sections) - {"procedure"}
+    if unknown:
+        raise UserError(f"unknown cell section(s) {sorted(unknown)}; expected {sorted(sections)}")
+    built: dict[str, Any] = {}
+    for section, spec_type in sections.items():
+        given = dict(values.get(section) or {})
+        known = {f.name for f in dataclasses.fields(spec_type)}
+        extra = set(given) - known
+        if extra:
+            raise UserError(f"unknown field(s) {sorted(extra)} in cell section {section!r}; "
+                            f"known: {', '.join(sorted(known))}")
+        if "eval_points" in given:
+            given["eval_points"] = tuple(int(p) for p in given["eval_points"])
+        try:
+            built[section] = spec_type(**given)
+        except TypeError as error:
+            raise UserError(f"cell section {section!r} is incomplete: {error}") from None
+    return Cell(procedure=str(values.get("procedure", "")), **built)
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A training procedure to compare: model type x dataset x schedule (x loss weights)."""
+
+    name: str
+    model_type: str
+    data: DataSpec
+    schedule: str = "cosine"
+    caption_weight: float = 2.0
+    contrastive_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class SizeSettings:
+    """Hyper-parameters of one architecture (the paper tunes LR, warm-up and batch per size)."""
+
+    lr: float
+    global_batch: int
+    warmup_samples: int = 0
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A model-size x samples-seen grid for several procedures: the unit a sweep runs.
+
+    For a "const" procedure one run per architecture covers every samples-seen value through
+    cool-down branches, so it contributes one cell per architecture (with `eval_points`).
+    """
+
+    name: str
+    """Sweep id: the MLflow parent run and the ledger key. Change it to start a new sweep."""
+    procedures: tuple[Procedure, ...]
+    architectures: tuple[str, ...]
+    samples_seen: tuple[int, ...]
+    sizes: dict[str, SizeSettings]
+    """Per-architecture hyper-parameters; every architecture needs an entry."""
+    seeds: tuple[int, ...] = (0,)
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    """Extra TrainSpec fields shared by every cell (e.g. weight_decay, checkpoint period)."""
+    cooldown_fraction: float = 0.2
+
+    def cells(self) -> list[Cell]:
+        cells = []
+        for procedure in self.procedures:
+            model_kwargs = dict(caption_weight=procedure.caption_weight,
+                                contrastive_weight=procedure.contrastive_weight)
+            for arch in self.architectures:
+                settings = self.sizes.get(arch)
+                if settings is None:
+                    raise UserError(f"grid {self.name!r}: no SizeSettings for architecture "
+                                    f"{arch!r}; add it to `sizes`")
+                runs = ([(max(self.samples_seen), tuple(sorted(self.samples_seen)))]
+                        if procedure.schedule == "const"
+                        else [(samples, ()) for samples in sorted(self.samples_seen)])
+                for seed in self.seeds:
+                    for samples, eval_points in runs:
+                        train = TrainSpec(
+                            samples_seen=samples, global_batch=settings.global_batch,
+                            lr=settings.lr, warmup_samples=settings.warmup_samples,
+                            schedule=procedure.schedule, eval_points=eval_points,
+                            cooldown_fraction=self.cooldown_fraction, seed=seed,
+                            **self.train_overrides)
+                        cells.append(Cell(
+                            model=ModelSpec(procedure.model_type, arch, **model_kwargs),
+                            data=procedure.data, train=train, resources=self.resources,
+                            procedure=procedure.name))
+        return cells
+
+    def validate(self, known_architectures: set[str] | None = None) -> list[Cell]:
+        """Every cell valid, no duplicates, known architectures; returns the cells."""
+        if not self.procedures or not self.architectures or not self.samples_seen:
+            raise UserError(f"grid {self.name!r} is empty: it needs procedures, architectures "
+                            "and samples_seen values")
+        names = [p.name for p in self.procedures]
+        if len(set(names)) != len(names):
+            raise UserError(f"grid {self.name!r}: procedure names repeat: {names}")
+        if known_architectures is not None:
+            unknown = [a for a in self.architectures if a not in known_architectures]
+            if unknown:
+                raise UserError(f"grid {self.name!r}: unknown architecture(s) {unknown}; "
+                                "`vlscale models` lists the known ones")
+        cells = self.cells()
+        seen: dict[str, Cell] = {}
+        for cell in cells:
+            cell.validate()
+            if cell.cell_hash in seen:
+                raise UserError(f"grid {self.name!r}: duplicate cell {cell.run_name} "
+                                f"({cell.procedure}); remove the repeated value")
+            seen[cell.cell_hash] = cell
+        return cells

@@ -1,0 +1,98 @@
+"""Tokenizers: open_clip's BPE for real captions, a small word-level one for synthetic captions.
+
+Both return `int64` numpy arrays of shape [batch, context_length] (Ray Data's `map_batches` can
+carry numpy but not strings into `iter_torch_batches`). Padding is id 0 in both, so the caption
+loss can ignore id 0 whatever the tokenizer.
+
+Why a word-level tokenizer: the synthetic caption vocabulary has a few hundred words; a 49k-token
+vocabulary head would dominate a tiny MaMMUT's compute and distort the CLIP/MaMMUT comparison.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from vlscale.errors import UserError
+
+PAD_ID, SOT_ID, EOT_ID, UNK_ID = 0, 1, 2, 3
+WORD_SPECIAL_TOKENS = ("<pad>", "<sot>", "<eot>", "<unk>")
+_WORD_PATTERN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def split_words(text: str) -> list[str]:
+    """Lower-case words (hyphenated words such as "t-shirt" stay whole); punctuation dropped."""
+    return _WORD_PATTERN.findall(text.lower())
+
+
+class WordTokenizer:
+    """Word-level tokenizer over a fixed vocabulary; unknown words map to `<unk>`.
+
+    Ids: 0 pad, 1 start, 2 end, 3 unknown, then the vocabulary in the given order.
+    """
+
+    kind = "words"
+
+    def __init__(self, vocabulary: Sequence[str], context_length: int) -> None:
+        words = list(dict.fromkeys(w.lower() for w in vocabulary))
+        if context_length < 3:
+            raise UserError(f"context_length must be at least 3, got {context_length}")
+        self.vocabulary = words
+        self.context_length = context_length
+        self._ids = {word: index + len(WORD_SPECIAL_TOKENS) for index, word in enumerate(words)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._ids) + len(WORD_SPECIAL_TOKENS)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        tokens = np.full((len(texts), self.context_length), PAD_ID, dtype=np.int64)
+        for row, text in enumerate(texts):
+            ids = [self._ids.get(word, UNK_ID) for word in split_words(text)]
+            ids = [SOT_ID, *ids[: self.context_length - 2], EOT_ID]
+            tokens[row, : len(ids)] = ids
+        return tokens
+
+    def decode(self, ids: Sequence[int]) -> str:
+        names = [*WORD_SPECIAL_TOKENS, *self.vocabulary]
+        return " ".join(names[i] for i in ids if i not in (PAD_ID, SOT_ID, EOT_ID))
+
+
+class BpeTokenizer:
+    """open_clip's `SimpleTokenizer` (its BPE vocabulary ships with the package; no download)."""
+
+    kind = "bpe"
+
+    def __init__(self, context_length: int = 77) -> None:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self._tokenizer = SimpleTokenizer(context_length=context_length)
+        self.context_length = context_length
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokenizer.encoder)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self._tokenizer(list(texts), context_length=self.context_length).numpy().astype(np.int64)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode([i for i in ids if i != PAD_ID])
+
+
+Tokenizer = WordTokenizer | BpeTokenizer
+
+
+def build_tokenizer(kind: str, context_length: int,
+                    vocabulary: Sequence[str] | None = None) -> Tokenizer:
+    """A tokenizer by kind: "bpe", or "words" with the dataset's vocabulary (from dataset.json)."""
+    if kind == "bpe":
+        return BpeTokenizer(context_length)
+    if kind == "words":
+        if not vocabulary:
+            raise UserError("the word tokenizer needs a vocabulary: write the shards with "
+                            "`vlscale data synth|fashion`, which record it in dataset.json")
+        return WordTokenizer(vocabulary, context_length)
+    raise UserError(f"unknown tokenizer {kind!r}; use 'bpe' or 'words'")

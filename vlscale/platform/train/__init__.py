@@ -1,0 +1,1 @@
+"""One grid cell as a Ray Train run: the per-worker loop, LR schedules, checkpoint/resume."""
