@@ -26,3 +26,25 @@ def test_branches_start_on_batch_boundaries_and_end_at_points():
     assert [b.end for b in branches] == [1000, 4000]
     assert all(b.start % 64 == 0 and b.start <= 0.8 * b.end for b in branches)
     assert branches[0].start == 768
+
+
+from vlscale.platform.config import TrainSpec
+from vlscale.platform.train.segments import learning_rate, plan_segments, samples_processed
+
+
+def test_cosine_plan_is_one_evaluated_segment():
+    segments = plan_segments(TrainSpec(samples_seen=1000, global_batch=10, lr=1.0))
+    assert len(segments) == 1 and segments[0].evaluate and not segments[0].cooldown
+
+
+def test_constant_plan_branches_off_the_main_line():
+    train = TrainSpec(samples_seen=4000, global_batch=100, lr=1.0, schedule="const",
+                      eval_points=(1000, 2000, 4000), cooldown_fraction=0.2)
+    segments = plan_segments(train)
+    assert [(s.start, s.end, s.cooldown) for s in segments] == [
+        (0, 800, False), (800, 1000, True), (800, 1600, False), (1600, 2000, True),
+        (1600, 3200, False), (3200, 4000, True)]
+    assert samples_processed(segments) == 3200 + 200 + 400 + 800
+    branch = segments[1]
+    assert learning_rate(train, branch, 900) == pytest.approx(0.5)
+    assert learning_rate(train, segments[0], 500) == 1.0

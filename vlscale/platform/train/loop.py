@@ -1,0 +1,138 @@
+"""The per-worker training loop of one grid cell (the `TorchTrainer` train function).
+
+Every worker builds the same model from the cell's seed, takes its contiguous slice of every
+global batch from the data pipeline, and steps through the cell's segments (see `segments.py`).
+Positions are global samples seen, so a restart with another worker count resumes the same
+experiment: same samples, same LR at every sample. Rank 0 alone talks to MLflow and evaluates.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from vlscale.platform.config import Cell, cell_from_dict
+from vlscale.platform.data import WorkerBatches, open_shards
+from vlscale.platform.models import create_task, model_profile
+from vlscale.platform.train.checkpointing import load_checkpoint, save_checkpoint
+from vlscale.platform.train.evaluate import evaluate_cell, preprocess_for
+from vlscale.platform.train.progress import CellProgress
+from vlscale.platform.train.segments import Segment, learning_rate, plan_segments
+from vlscale.platform.train.steps import Stepper, build_optimizer
+
+
+def train_cell_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point; `config` = {"cell": Cell dict, "tracking": {...} | None, ...}."""
+    cell = cell_from_dict(config["cell"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    profile = model_profile(cell.model.model_type, cell.model.arch)
+
+    torch.set_num_threads(max(1, round(cell.resources.cpus_per_worker)))
+    torch.manual_seed(cell.train.seed)  # identical initial weights on every rank
+    task = create_task(cell.model, rank=rank, world_size=world, device=device)
+    model = task
+    if world > 1:
+        model = DistributedDataParallel(
+            task, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(task, cell.train)
+    stepper = Stepper(model, optimizer, cell.train, device)
+
+    state: dict[str, Any] = {"segment": 0, "samples": 0, "step": 0, "world_sizes": []}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(directory, task, optimizer)
+    state["world_sizes"].append([world, state["samples"]])
+
+    shards = open_shards(cell.data.train)
+    preprocess = preprocess_for(shards, profile)
+    progress = CellProgress(cell, config.get("tracking"), profile, shards, world, rank, state,
+                            log_every_steps=int(config.get("log_every_steps", 10)))
+    try:
+        segments = plan_segments(cell.train)
+        for index in range(state["segment"], len(segments)):
+            segment = segments[index]
+            start = state["samples"] if index == state["segment"] else segment.start
+            main_line = _snapshot(task, optimizer) if segment.cooldown else None
+            batches = WorkerBatches(shards, preprocess, global_batch=cell.train.global_batch,
+                                    total_samples=segment.end, world_rank=rank, world_size=world,
+                                    start_samples=start, seed=cell.train.seed, device=device)
+            _run_segment(cell, segment, index, batches, stepper, state, progress, task, optimizer)
+            if segment.evaluate:
+                results = (evaluate_cell(task, cell, profile, device, preprocess)
+                           if rank == 0 else {})
+                progress.evaluated(results, segment.end)
+            if main_line is not None:
+                _restore(task, optimizer, main_line)
+            else:
+                state.update(segment=index + 1, samples=segment.end)
+                last = index == len(segments) - 1
+                _report(task, optimizer, state, progress, rank, checkpoint=True, final=last)
+        if segments[-1].cooldown:
+            state.update(segment=len(segments), samples=segments[-1].end)
+            _report(task, optimizer, state, progress, rank, checkpoint=True, final=True)
+        progress.finished(lambda directory: save_checkpoint(directory, task, optimizer, state))
+    except BaseException as error:
+        progress.failed(error)
+        raise
+
+
+def _run_segment(cell: Cell, segment: Segment, index: int, batches: WorkerBatches,
+                 stepper: Stepper, state: dict[str, Any], progress: CellProgress,
+                 task: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    period = cell.train.checkpoint_every_samples
+    position = batches.samples_seen
+    last_checkpoint = position
+    wait_before = 0.0
+    step_started = time.perf_counter()
+    for batch in batches:
+        lr = learning_rate(cell.train, segment, position)
+        wait = batches.data_wait_seconds - wait_before
+        wait_before = batches.data_wait_seconds
+        result = stepper.step(batch["image"], batch["text"], lr)
+        position = batches.samples_seen
+        state["step"] += 1
+        now = time.perf_counter()
+        progress.stepped(result, lr=lr, samples=position, segment=index,
+                         cooldown=segment.cooldown, step_seconds=now - step_started,
+                         wait_seconds=wait, passes=batches.passes,
+                         skipped=batches.skipped_records)
+        step_started = now
+        if period and not segment.cooldown and position - last_checkpoint >= period \
+                and position < segment.end:
+            state.update(segment=index, samples=position)
+            _report(task, optimizer, state, progress, progress.rank, checkpoint=True)
+            last_checkpoint = position
+
+
+def _report(task, optimizer, state: dict[str, Any], progress: CellProgress, rank: int, *,
+            checkpoint: bool, final: bool = False) -> None:
+    """`ray.train.report` on every rank; rank 0 attaches the checkpoint."""
+    metrics = {"samples_seen": state["samples"], "step": state["step"], "final": final}
+    if rank == 0 and checkpoint:
+        with tempfile.TemporaryDirectory() as directory:
+            save_checkpoint(directory, task, optimizer, state)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        progress.checkpointed(state["samples"])
+    else:
+        ray.train.report(metrics)
+
+
+def _snapshot(task: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    return {"model": copy.deepcopy(task.state_dict()),
+            "optimizer": copy.deepcopy(optimizer.state_dict())}
+
+
+def _restore(task: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             snapshot: dict[str, Any]) -> None:
+    task.load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(snapshot["optimizer"])

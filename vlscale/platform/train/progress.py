@@ -1,0 +1,133 @@
+"""What a cell reports while it trains: sparse MLflow metrics, dense curves, evals, final status.
+
+Only rank 0 builds a tracker (other ranks never touch MLflow). Dense per-step rows stay in memory
+and go up as one parquet artifact at the end; a resumed attempt first reads back the rows its
+predecessor uploaded at its last checkpoint, so the curve of a restarted cell is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from typing import Any
+
+from vlscale.platform import tracking
+from vlscale.platform.config import Cell
+from vlscale.platform.models import ModelProfile
+from vlscale.platform.train.segments import plan_segments, samples_processed
+from vlscale.platform.train.steps import StepResult
+
+log = logging.getLogger(__name__)
+UPLOAD_CHECKPOINT_MAX_PARAMS_M = 200.0
+"""Final checkpoints of models up to this size are uploaded to MLflow; bigger ones are pointed to
+where Ray Train stored them (shared storage on a cluster)."""
+
+
+class CellProgress:
+    def __init__(self, cell: Cell, target: dict[str, Any] | None, profile: ModelProfile,
+                 shards, world_size: int, rank: int, state: dict[str, Any], *,
+                 log_every_steps: int = 10) -> None:
+        self.cell, self.profile, self.rank = cell, profile, rank
+        self.world_size = world_size
+        self.log_every_steps = max(1, log_every_steps)
+        self.started = time.perf_counter()
+        self.rows: list[dict[str, Any]] = []
+        self.window: list[tuple[float, float]] = []
+        self.logger: tracking.CellRunLogger | None = None
+        self.eval_results: dict[int, dict[str, dict[str, float]]] = {}
+        if rank != 0 or target is None:
+            return
+        sweep = tracking.SweepRun(**target["sweep"]) if target.get("sweep") else None
+        self.logger = tracking.open_cell_run(
+            cell, sweep=sweep, tracking_uri=target["uri"],
+            experiment_name=target.get("experiment"), dataset_info=shards.description,
+            world_size=world_size, samples_seen=state["samples"])
+        self.logger.log_metrics({tracking.METRIC_GFLOPS_PER_SAMPLE: profile.gflops},
+                                state["samples"])
+        if self.logger.resumed and state["samples"] > 0:
+            self.rows = self._previous_rows(state["samples"])
+
+    def _previous_rows(self, resumed_at: int) -> list[dict[str, Any]]:
+        try:
+            frame = tracking.read_curves(self.logger.tracking_uri, self.logger.run_id)
+        except Exception as error:  # no curves uploaded yet, or the store is down
+            log.info("no earlier curves to continue (%s)", error)
+            return []
+        frame = frame[frame["samples_seen"] <= resumed_at]
+        return frame.to_dict("records")
+
+    def stepped(self, result: StepResult, *, lr: float, samples: int, segment: int,
+                cooldown: bool, step_seconds: float, wait_seconds: float, passes: int,
+                skipped: int) -> None:
+        if self.rank != 0:
+            return
+        global_batch = self.cell.train.global_batch
+        row = {"samples_seen": samples, "segment": segment, "cooldown": cooldown, "lr": lr,
+               "grad_norm": result.grad_norm, "step_seconds": step_seconds,
+               "data_wait_seconds": wait_seconds, "world_size": self.world_size,
+               "passes": passes, "skipped_records": skipped,
+               **{name: value for name, value in result.losses.items()}}
+        self.rows.append(row)
+        self.window.append((step_seconds, wait_seconds))
+        if self.logger is None or len(self.rows) % self.log_every_steps:
+            return
+        seconds = sum(s for s, _ in self.window)
+        waited = sum(w for _, w in self.window)
+        throughput = global_batch * len(self.window) / max(seconds, 1e-9)
+        metrics = {tracking.METRIC_SAMPLES_SEEN: samples, tracking.METRIC_LR: lr,
+                   tracking.METRIC_GRAD_NORM: result.grad_norm,
+                   tracking.METRIC_THROUGHPUT: throughput,
+                   tracking.METRIC_THROUGHPUT_PER_WORKER: throughput / self.world_size,
+                   tracking.METRIC_DATA_WAIT_FRACTION: waited / max(seconds, 1e-9),
+                   tracking.METRIC_SKIPPED_RECORDS: skipped, "data/passes": passes}
+        for name, value in result.losses.items():
+            key = tracking.METRIC_LOSS if name == "loss" else tracking.loss_metric_name(
+                name.removesuffix("_loss"))
+            metrics[key if not cooldown else f"cooldown/{key}"] = value
+        self.logger.log_metrics(metrics, samples)
+        self.window.clear()
+
+    def evaluated(self, results: dict[str, dict[str, float]], samples: int) -> None:
+        if self.rank != 0:
+            return
+        self.eval_results[samples] = results
+        if self.logger is not None:
+            for task, values in results.items():
+                self.logger.log_eval(task, values, samples)
+        summary = ", ".join(f"{t}/{m}={v:.4g}" for t, vals in results.items()
+                            for m, v in vals.items() if m in ("acc1", "loss"))
+        print(f"[{self.cell.run_name}] eval at {samples} samples: {summary}", flush=True)
+
+    def checkpointed(self, samples: int) -> None:
+        if self.logger is not None:
+            self.logger.heartbeat()
+            self.logger.log_curves(self.rows)
+
+    def finished(self, final_checkpoint=None) -> None:
+        if self.logger is None:
+            return
+        wall = time.perf_counter() - self.started
+        processed = samples_processed(plan_segments(self.cell.train))
+        accelerators = self.cell.resources.gpus_per_worker or 1.0
+        self.logger.log_metrics({
+            tracking.METRIC_SAMPLES_SEEN: self.cell.train.samples_seen,
+            tracking.METRIC_TOTAL_GFLOPS: self.profile.gflops * processed,
+            tracking.METRIC_WALL_TIME_S: wall,
+            tracking.METRIC_ACCELERATOR_HOURS: wall * self.world_size * accelerators / 3600.0,
+        }, self.cell.train.samples_seen)
+        self.logger.log_curves(self.rows)
+        if final_checkpoint is not None:
+            self._log_final_checkpoint(final_checkpoint)
+        self.logger.finish(tracking.STATUS_FINISHED)
+
+    def _log_final_checkpoint(self, save) -> None:
+        if self.profile.params_m <= UPLOAD_CHECKPOINT_MAX_PARAMS_M:
+            with tempfile.TemporaryDirectory() as directory:
+                save(directory)
+                self.logger.log_checkpoint(directory, upload=True)
+
+    def failed(self, error: BaseException) -> None:
+        if self.logger is not None:
+            self.logger.log_curves(self.rows)
+            self.logger.finish(tracking.STATUS_FAILED, error=f"{type(error).__name__}: {error}")
