@@ -16,7 +16,11 @@ from vlscale import __version__
 from vlscale.errors import UserError
 
 COMMAND_MODULES: list[str] = [
+    "vlscale.platform.data.commands",
+    "vlscale.analysis.commands",
     "vlscale.platform.server",
+    "vlscale.platform.train.commands",
+    "vlscale.platform.models.commands",
 ]
 
 

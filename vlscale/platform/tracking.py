@@ -1,0 +1,547 @@
+"""Every MLflow name, tag and call of vlscale: how a sweep and its grid cells live in MLflow.
+
+Layout in the store
+- One experiment per sweep family: `default_experiment_name(sweep_id)` = "vlscale/<sweep_id>",
+  so re-runs and extensions of a sweep (same sweep id) share it; pass `experiment_name` to group
+  several sweeps. Lookups go by tags, never by experiment name.
+- One parent run per sweep (`TAG_KIND` = "sweep", `TAG_SWEEP_ID`), reused when the sweep re-runs.
+- One child run per grid cell (`TAG_KIND` = "cell", `TAG_CELL_HASH`, `TAG_SWEEP_ID`,
+  `mlflow.parentRunId`), found again by (sweep id, cell hash): a retried or resumed cell reuses
+  its run. `TAG_CELL_SPEC` holds the cell's JSON, so the grid can be rebuilt from MLflow alone.
+- `TAG_STATUS` (running / finished / failed) plus the MLflow run status; `TAG_HEARTBEAT` (unix
+  seconds, refreshed by every metric logged) lets a sweep call a silent "running" run stale.
+- Params: `Cell.flat_params()`, `PARAM_CELL_HASH`, `PARAM_CODE_VERSION`, and the dataset
+  description's scalar leaves as `dataset_info.*` (the whole description is `dataset.json`).
+  Params are immutable, so what can change between attempts is not a param: the world-size
+  history is the `world_size` metric plus `TAG_WORLD_SIZES` ("2@0,1@5120": workers@samples_seen).
+- Metrics: every metric's MLflow `step` is samples seen, so curves line up across elastic
+  restarts and a constant-LR run logs each evaluated checkpoint as `eval/<task>/<metric>` at its
+  own step. Dense per-step curves are parquet artifacts (`curves/<name>.parquet`), keeping metric
+  search fast with thousands of runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mlflow import MlflowClient
+from mlflow.entities import Param, Run, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
+
+from vlscale import settings
+from vlscale.platform import tracking_store
+from vlscale.platform.config import Cell
+from vlscale.platform.metric_buffer import MetricBuffer, call_with_retry
+from vlscale.platform.tracking_store import (  # CODE_VERSION_ENV, code_version: re-exported
+    CODE_VERSION_ENV, code_version, connect, experiment_ids, flatten_scalars,
+    get_or_create_experiment, log_new_params, metric_history, quote, read_parquet_artifact,
+    search_all_runs, upload_path, write_parquet)
+
+if TYPE_CHECKING:
+    import pandas
+
+_logger = logging.getLogger(__name__)
+
+# --- tags -------------------------------------------------------------------------------------
+TAG_KIND = "vlscale.kind"
+KIND_SWEEP = "sweep"
+KIND_CELL = "cell"
+TAG_SWEEP_ID = "vlscale.sweep_id"
+TAG_CELL_HASH = "vlscale.cell_hash"
+TAG_CELL_SPEC = "vlscale.cell"
+TAG_PROCEDURE = "vlscale.procedure"
+TAG_STATUS = "vlscale.status"
+STATUS_RUNNING = "running"
+STATUS_FINISHED = "finished"
+STATUS_FAILED = "failed"
+STATE_STALE = "stale"
+"""`CellRunRecord.state` (never a tag) of a running cell whose heartbeat stopped."""
+TAG_HEARTBEAT = "vlscale.heartbeat"
+TAG_ATTEMPTS = "vlscale.attempts"
+TAG_WORLD_SIZES = "vlscale.world_sizes"
+TAG_CHECKPOINT = "vlscale.checkpoint"
+TAG_ERROR = "vlscale.error"
+TAG_PARAMS_CHANGED = "vlscale.params_changed"
+TAG_PARENT_RUN_ID = MLFLOW_PARENT_RUN_ID
+TAG_GIT_COMMIT = MLFLOW_GIT_COMMIT
+# --- params -----------------------------------------------------------------------------------
+PARAM_CELL_HASH = "cell_hash"
+PARAM_CODE_VERSION = "code_version"
+PARAM_DATASET_PREFIX = "dataset_info."
+# --- metrics (step = samples seen) -------------------------------------------------------------
+METRIC_SAMPLES_SEEN = "samples_seen"
+METRIC_LOSS = "train/loss"
+METRIC_LR = "train/lr"
+METRIC_GRAD_NORM = "train/grad_norm"
+METRIC_THROUGHPUT = "perf/samples_per_s"
+METRIC_THROUGHPUT_PER_WORKER = "perf/samples_per_s_per_worker"
+METRIC_DATA_WAIT_FRACTION = "perf/data_wait_fraction"
+METRIC_SKIPPED_RECORDS = "data/skipped_records"
+METRIC_WORLD_SIZE = "world_size"
+METRIC_GFLOPS_PER_SAMPLE = "gflops_per_sample"
+METRIC_TOTAL_GFLOPS = "total_gflops"
+METRIC_WALL_TIME_S = "wall_time_s"
+METRIC_ACCELERATOR_HOURS = "accelerator_hours"
+EVAL_PREFIX = "eval"
+# --- artifacts --------------------------------------------------------------------------------
+ARTIFACT_CURVES_DIR = "curves"
+ARTIFACT_TRAIN_CURVES = "curves/train.parquet"
+ARTIFACT_CHECKPOINT_DIR = "checkpoint"
+ARTIFACT_DATASET = "dataset.json"
+# --- defaults ---------------------------------------------------------------------------------
+DEFAULT_EXPERIMENT = "vlscale"
+"""Experiment of cells logged outside any sweep."""
+STALE_AFTER_S = 1800.0
+"""A "running" cell whose heartbeat is older than this is presumed dead."""
+SPILL_DIR_NAME = "unsent-metrics"
+
+_NAME_PART = re.compile(r"[^\w.\- ]")
+_VALID_KEY = re.compile(r"^[/\w.\- :]+$")
+
+
+def default_experiment_name(sweep_id: str) -> str:
+    return f"vlscale/{sweep_id}"
+
+
+def loss_metric_name(component: str) -> str:
+    """`train/loss_<component>`, e.g. "train/loss_contrastive", "train/loss_caption"."""
+    return f"{METRIC_LOSS}_{_NAME_PART.sub('_', component)}"
+
+
+def eval_metric_name(task: str, metric: str) -> str:
+    """`eval/<task>/<metric>` with characters MLflow refuses (and "/") replaced by "_"."""
+    return f"{EVAL_PREFIX}/{_NAME_PART.sub('_', task)}/{_NAME_PART.sub('_', metric)}"
+
+
+def parse_eval_metric_name(key: str) -> tuple[str, str] | None:
+    """(task, metric) of an `eval_metric_name` key, None for other metrics."""
+    parts = key.split("/")
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == EVAL_PREFIX else None
+
+
+def check_metric_name(key: str) -> None:
+    """Raise ValueError for a key MLflow would reject (a bug: better at the first step than
+    as a batch the server refuses later)."""
+    if not _VALID_KEY.match(key) or os.path.normpath(key) != key or key.startswith(("/", "..")):
+        raise ValueError(f"invalid MLflow metric name {key!r}: use letters, digits, '_', '-', "
+                         "'.', ' ', ':' and single '/' separators")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """The parent run of a sweep. Plain strings: it travels to Ray workers in a trial config."""
+
+    tracking_uri: str
+    sweep_id: str
+    run_id: str
+    experiment_id: str
+
+    def finish(self, status: str = STATUS_FINISHED, deadline_s: float = 60.0) -> bool:
+        """Mark the sweep finished or failed (tag and MLflow status); False if the store is down."""
+        return _terminate(_client(self.tracking_uri), self.run_id, status, None, deadline_s)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None,
+                     deadline_s: float = 300.0) -> bool:
+        """Upload a report file or directory to the sweep's run; False if it failed."""
+        return upload_path(_client(self.tracking_uri), self.run_id, Path(path), artifact_path,
+                           deadline_s)
+
+
+def start_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
+                       experiment_name: str | None = None,
+                       params: Mapping[str, Any] | None = None,
+                       tags: Mapping[str, str] | None = None) -> SweepRun:
+    """Create the sweep's parent run, or reopen it when the sweep runs again (status running)."""
+    quote(sweep_id)
+    client, uri = connect(tracking_uri)
+    name = experiment_name or default_experiment_name(sweep_id)
+    existing = find_sweep_parent(uri, sweep_id)
+    now_tags = {TAG_STATUS: STATUS_RUNNING, TAG_HEARTBEAT: _now()} | dict(tags or {})
+    if existing is not None:
+        client.update_run(existing.run_id, status="RUNNING")
+        _log_params_once(client, existing.run_id, params or {})
+        client.log_batch(existing.run_id, tags=[RunTag(k, str(v)) for k, v in now_tags.items()])
+        return existing
+    experiment_id = get_or_create_experiment(client, uri, name)
+    run_tags = {TAG_KIND: KIND_SWEEP, TAG_SWEEP_ID: sweep_id} | now_tags
+    if (version := tracking_store.code_version()) is not None:
+        run_tags[TAG_GIT_COMMIT] = version.removesuffix("-dirty")
+    run = client.create_run(experiment_id, tags=run_tags, run_name=sweep_id)
+    _log_params_once(client, run.info.run_id, params or {})
+    return SweepRun(uri, sweep_id, run.info.run_id, experiment_id)
+
+
+def find_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
+                      experiment_name: str | None = None) -> SweepRun | None:
+    """The sweep's parent run (the oldest if a race made two), or None."""
+    query = f"tags.`{TAG_KIND}` = '{KIND_SWEEP}' AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
+    client, uri = connect(tracking_uri)
+    for run in search_all_runs(client, experiment_ids(client, experiment_name), query, 1):
+        return SweepRun(uri, sweep_id, run.info.run_id, run.info.experiment_id)
+    return None
+
+
+class CellRunLogger:
+    """Rank 0's handle on one cell's run; made by `open_cell_run`.
+
+    Metric, tag and heartbeat calls only append to a `MetricBuffer` and never raise for an
+    unreachable server; uploads and `finish` retry up to a deadline and return False instead of
+    raising. Use it as a context manager to mark the run failed when the training loop raises.
+    """
+
+    def __init__(self, client: MlflowClient, tracking_uri: str, run: Run, cell_hash: str, *,
+                 resumed: bool, buffer: MetricBuffer) -> None:
+        self.client = client
+        self.tracking_uri = tracking_uri
+        self.run_id: str = run.info.run_id
+        self.experiment_id: str = run.info.experiment_id
+        self.cell_hash = cell_hash
+        self.resumed = resumed
+        """True when an earlier attempt created the run (a retry or an elastic restart)."""
+        self.buffer = buffer
+        self._world_sizes = [e for e in run.data.tags.get(TAG_WORLD_SIZES, "").split(",") if e]
+        self._checked_keys: set[str] = set()
+        self._last_heartbeat = 0.0
+        self._finished: bool | None = None
+
+    def log_metrics(self, metrics: Mapping[str, float], samples_seen: int) -> None:
+        """Buffer metrics at step `samples_seen` (also refreshes the heartbeat).
+
+        Raises ValueError for a name MLflow would refuse; never for the server's state.
+        """
+        for key in metrics.keys() - self._checked_keys:
+            check_metric_name(key)
+            self._checked_keys.add(key)
+        self.buffer.add_metrics(metrics, samples_seen)
+        self.heartbeat()
+
+    def log_eval(self, task: str, results: Mapping[str, float], samples_seen: int) -> None:
+        """Results of evaluating the checkpoint at `samples_seen` on `task`."""
+        self.log_metrics({eval_metric_name(task, k): v for k, v in results.items()},
+                         samples_seen)
+
+    def log_world_size(self, world_size: int, samples_seen: int) -> None:
+        """Record the worker count a (re)started attempt trains with, from `samples_seen` on."""
+        self._world_sizes.append(f"{world_size}@{samples_seen}")
+        history = ",".join(self._world_sizes)
+        if len(history) > 8000:  # MLflow's tag limit; keep the most recent entries
+            history = "..," + history[-7990:].split(",", 1)[-1]
+        self.buffer.set_tags({TAG_WORLD_SIZES: history})
+        self.log_metrics({METRIC_WORLD_SIZE: world_size}, samples_seen)
+
+    def log_compute(self, gflops_per_sample: float, samples_seen: int) -> None:
+        """Forward GFLOPs per sample and the total compute C = GFLOPs/sample x samples seen."""
+        self.log_metrics({METRIC_GFLOPS_PER_SAMPLE: gflops_per_sample,
+                          METRIC_TOTAL_GFLOPS: gflops_per_sample * samples_seen}, samples_seen)
+
+    def heartbeat(self) -> None:
+        """Show the sweep this cell is alive; call it during long evaluations too."""
+        now = time.time()
+        if now - self._last_heartbeat >= 1.0:
+            self._last_heartbeat = now
+            self.buffer.set_tags({TAG_HEARTBEAT: f"{now:.3f}"})
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.buffer.set_tags(tags)
+
+    def log_curves(self, rows: Any, name: str = "train", deadline_s: float = 120.0) -> bool:
+        """Upload dense per-step curves (DataFrame, column dict or row dicts) as
+        `curves/<name>.parquet`, replacing an earlier upload of the same name."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.parquet"
+            write_parquet(rows, path)
+            return upload_path(self.client, self.run_id, path, ARTIFACT_CURVES_DIR, deadline_s)
+
+    def log_checkpoint(self, location: str | Path, *, upload: bool = True,
+                       deadline_s: float = 600.0) -> bool:
+        """Record the final checkpoint in `TAG_CHECKPOINT`: uploaded to `checkpoint/` (upload
+        True), or just its location when it already lives on shared storage (upload False)."""
+        pointer = str(location)
+        if upload:
+            if not upload_path(self.client, self.run_id, Path(location),
+                               ARTIFACT_CHECKPOINT_DIR, deadline_s):
+                self.set_tags({TAG_CHECKPOINT: pointer})
+                return False
+            pointer = f"runs:/{self.run_id}/{ARTIFACT_CHECKPOINT_DIR}"
+        self.set_tags({TAG_CHECKPOINT: pointer})
+        return True
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None,
+                     deadline_s: float = 120.0) -> bool:
+        """Upload a file or directory to the run; False if the store stayed unreachable."""
+        return upload_path(self.client, self.run_id, Path(path), artifact_path, deadline_s)
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Send everything buffered now; False if the server did not take it within timeout_s."""
+        return self.buffer.flush(timeout_s)
+
+    def finish(self, status: str = STATUS_FINISHED, *, error: str | None = None,
+               timeout_s: float = 120.0) -> bool:
+        """Flush, then set `TAG_STATUS` and the MLflow status (FINISHED / FAILED) together.
+
+        Metrics go first, so a "finished" tag implies complete metrics. If the store stays down
+        past `timeout_s`, the unsent metrics are spilled to the state directory (re-sent when the
+        run is reopened) and the run keeps status running until its heartbeat goes stale.
+        Returns True when everything reached the store. Calling it again does nothing.
+        """
+        _check_status(status)
+        if self._finished is None:
+            start = time.monotonic()
+            unsent = self.buffer.close(timeout_s)
+            left = max(1.0, timeout_s - (time.monotonic() - start))
+            self._finished = unsent == 0 and _terminate(self.client, self.run_id, status, error,
+                                                         left)
+        return self._finished
+
+    def __enter__(self) -> CellRunLogger:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: Any) -> None:
+        if exc is None:
+            self.finish(STATUS_FINISHED)
+        else:
+            self.finish(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
+def open_cell_run(cell: Cell, *, sweep: SweepRun | None = None, tracking_uri: str | None = None,
+                  experiment_name: str | None = None,
+                  dataset_info: Mapping[str, Any] | None = None,
+                  code_version: str | None = None, world_size: int | None = None,
+                  samples_seen: int = 0, flush_interval_s: float = 10.0,
+                  flush_max_metrics: int = 500, backoff_cap_s: float = 60.0,
+                  wait_s: float = 30.0) -> CellRunLogger:
+    """Create the cell's run under the sweep's parent, or reopen the one an earlier attempt made.
+
+    Idempotent by (sweep id, cell hash): retries and elastic restarts log into one run. Logs the
+    cell's params (a param that changed between attempts, e.g. resources, goes to
+    `TAG_PARAMS_CHANGED` because params are immutable), the dataset description, the code version
+    (`code_version`, else `$VLSCALE_CODE_VERSION`, else git), and `world_size` from `samples_seen`
+    on. `wait_s`: how long to wait for an unreachable store before raising UserError.
+    """
+    client, uri = connect(tracking_uri or (sweep.tracking_uri if sweep else None), wait_s=wait_s)
+    if sweep is not None:
+        experiment_id = sweep.experiment_id
+    else:
+        experiment_id = get_or_create_experiment(client, uri, experiment_name or DEFAULT_EXPERIMENT)
+    version = code_version if code_version is not None else tracking_store.code_version()
+    run = _find_cell_run(client, [experiment_id], cell.cell_hash,
+                         sweep.sweep_id if sweep else None)
+    now_tags = {TAG_STATUS: STATUS_RUNNING, TAG_HEARTBEAT: _now()}
+    resumed = run is not None
+    if run is None:
+        tags = now_tags | {TAG_KIND: KIND_CELL, TAG_CELL_HASH: cell.cell_hash,
+                           TAG_CELL_SPEC: json.dumps(cell.experiment_dict(), sort_keys=True),
+                           TAG_PROCEDURE: cell.procedure, TAG_ATTEMPTS: "1"}
+        if sweep is not None:
+            tags |= {TAG_SWEEP_ID: sweep.sweep_id, TAG_PARENT_RUN_ID: sweep.run_id}
+        if version:
+            tags[TAG_GIT_COMMIT] = version.removesuffix("-dirty")
+        run = client.create_run(experiment_id, tags=tags, run_name=cell.run_name)
+    else:
+        client.update_run(run.info.run_id, status="RUNNING")
+        attempts = int(run.data.tags.get(TAG_ATTEMPTS, "1")) + 1
+        client.log_batch(run.info.run_id, tags=[
+            RunTag(k, v) for k, v in (now_tags | {TAG_ATTEMPTS: str(attempts)}).items()])
+        if TAG_ERROR in run.data.tags:
+            client.delete_tag(run.info.run_id, TAG_ERROR)
+    run_id = run.info.run_id
+    params = (cell.flat_params() | {PARAM_CELL_HASH: cell.cell_hash}
+              | flatten_scalars(dataset_info or {}, PARAM_DATASET_PREFIX))
+    if version:
+        params[PARAM_CODE_VERSION] = version
+    _log_params_once(client, run_id, params, run.data.params)
+    if dataset_info:
+        call_with_retry(lambda: client.log_dict(run_id, dict(dataset_info), ARTIFACT_DATASET),
+                        60.0, f"uploading {ARTIFACT_DATASET}")
+    buffer = MetricBuffer(client, run_id, flush_interval_s=flush_interval_s,
+                          flush_max_metrics=flush_max_metrics, backoff_cap_s=backoff_cap_s,
+                          spill_path=settings.state_dir() / SPILL_DIR_NAME / f"{run_id}.jsonl")
+    logger = CellRunLogger(client, uri, run, cell.cell_hash, resumed=resumed, buffer=buffer)
+    if world_size is not None:
+        logger.log_world_size(world_size, samples_seen)
+    return logger
+
+
+class EvalPoint(NamedTuple):
+    task: str
+    metric: str
+    samples_seen: int
+    value: float
+
+
+@dataclass(frozen=True)
+class CellRunRecord:
+    """One cell's run as the ledger reads it back: identity, state, params, latest metrics."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    cell_hash: str
+    sweep_id: str | None
+    parent_run_id: str | None
+    status: str | None
+    """`TAG_STATUS`: running / finished / failed (None for a run vlscale did not make)."""
+    mlflow_status: str
+    """MLflow's own status: RUNNING, FINISHED, FAILED, KILLED or SCHEDULED."""
+    start_time: float | None
+    end_time: float | None
+    heartbeat: float | None
+    """Unix seconds of the last heartbeat the store received."""
+    params: dict[str, str]
+    metrics: dict[str, float]
+    """Latest value of every metric."""
+    metric_steps: dict[str, int]
+    """Step (samples seen) of each latest value."""
+    tags: dict[str, str]
+
+    def state(self, stale_after_s: float = STALE_AFTER_S, now: float | None = None) -> str:
+        """finished, failed, running, or `STATE_STALE` (running, but silent for stale_after_s).
+
+        The status tag is written after the metrics are flushed, so "finished" means complete.
+        A run MLflow ended without vlscale's tag (killed, or ended by other code) is "failed".
+        """
+        if self.status == STATUS_FINISHED:
+            return STATUS_FINISHED
+        if self.status == STATUS_FAILED or self.mlflow_status != "RUNNING":
+            return STATUS_FAILED
+        last_sign = self.heartbeat or self.start_time or 0.0
+        return STATE_STALE if (now or time.time()) - last_sign > stale_after_s else STATUS_RUNNING
+
+    def cell_spec(self) -> dict[str, Any] | None:
+        """The cell's `Cell.experiment_dict()` as logged in `TAG_CELL_SPEC`."""
+        spec = self.tags.get(TAG_CELL_SPEC)
+        return json.loads(spec) if spec else None
+
+    def latest_eval(self) -> list[EvalPoint]:
+        """The latest evaluation of each task/metric (a constant-LR run has earlier ones too:
+        `read_eval_history`)."""
+        points = []
+        for key, value in self.metrics.items():
+            if (name := parse_eval_metric_name(key)) is not None:
+                points.append(EvalPoint(*name, self.metric_steps.get(key, 0), value))
+        return sorted(points)
+
+
+def list_cell_runs(tracking_uri: str | None, sweep_id: str | None = None, *,
+                   experiment_name: str | None = None,
+                   page_size: int = 1000) -> list[CellRunRecord]:
+    """Every cell run of the sweep (or of all sweeps), oldest first, read `page_size` runs per
+    request so a 10,000-run store is a handful of queries."""
+    query = f"tags.`{TAG_KIND}` = '{KIND_CELL}'"
+    if sweep_id is not None:
+        query += f" AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
+    client, _ = connect(tracking_uri)
+    runs = search_all_runs(client, experiment_ids(client, experiment_name), query, page_size)
+    return [_record(run) for run in runs]
+
+
+def find_cell_run(tracking_uri: str | None, cell_hash: str, *, sweep_id: str | None = None,
+                  experiment_name: str | None = None) -> CellRunRecord | None:
+    """The run of cell `cell_hash` in sweep `sweep_id` (None: a run outside any sweep)."""
+    client, _ = connect(tracking_uri)
+    run = _find_cell_run(client, experiment_ids(client, experiment_name), cell_hash, sweep_id)
+    return _record(run) if run is not None else None
+
+
+def read_metric_history(tracking_uri: str | None, run_id: str,
+                        key: str) -> list[tuple[int, float]]:
+    """Every (step, value) of one metric, by step; a step logged twice keeps its latest value."""
+    return metric_history(connect(tracking_uri)[0], run_id, key)
+
+
+def read_eval_history(tracking_uri: str | None, run_id: str) -> list[EvalPoint]:
+    """Every evaluated checkpoint of a run (one per eval point of a constant-LR run)."""
+    client, uri = connect(tracking_uri)
+    points = []
+    for key in client.get_run(run_id).data.metrics:
+        if (name := parse_eval_metric_name(key)) is not None:
+            points += [EvalPoint(*name, step, value)
+                       for step, value in read_metric_history(uri, run_id, key)]
+    return sorted(points)
+
+
+def read_curves(tracking_uri: str | None, run_id: str, name: str = "train") -> pandas.DataFrame:
+    """The dense curves a cell uploaded with `CellRunLogger.log_curves`."""
+    client, _ = connect(tracking_uri)
+    return read_parquet_artifact(client, run_id, f"{ARTIFACT_CURVES_DIR}/{name}.parquet")
+
+
+def _record(run: Run) -> CellRunRecord:
+    tags = run.data.tags
+    heartbeat = tags.get(TAG_HEARTBEAT)
+    return CellRunRecord(
+        run_id=run.info.run_id, run_name=run.info.run_name,
+        experiment_id=run.info.experiment_id, cell_hash=tags.get(TAG_CELL_HASH, ""),
+        sweep_id=tags.get(TAG_SWEEP_ID), parent_run_id=tags.get(TAG_PARENT_RUN_ID),
+        status=tags.get(TAG_STATUS), mlflow_status=run.info.status,
+        start_time=run.info.start_time / 1000 if run.info.start_time else None,
+        end_time=run.info.end_time / 1000 if run.info.end_time else None,
+        heartbeat=float(heartbeat) if heartbeat else None,
+        params=dict(run.data.params), metrics=dict(run.data.metrics),
+        # RunData keeps the latest Metric objects (with their steps) only in this attribute.
+        metric_steps={m.key: m.step for m in getattr(run.data, "_metric_objs", [])},
+        tags=dict(tags))
+
+
+def _find_cell_run(client: MlflowClient, ids: list[str], cell_hash: str,
+                   sweep_id: str | None) -> Run | None:
+    query = f"tags.`{TAG_KIND}` = '{KIND_CELL}' AND tags.`{TAG_CELL_HASH}` = {quote(cell_hash)}"
+    if sweep_id is not None:
+        query += f" AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
+    runs = [run for run in search_all_runs(client, ids, query)
+            if sweep_id is not None or TAG_SWEEP_ID not in run.data.tags]
+    if len(runs) > 1:
+        _logger.warning("cell %s has %d runs in sweep %s; using the oldest, %s", cell_hash,
+                        len(runs), sweep_id, runs[0].info.run_id)
+    return runs[0] if runs else None
+
+
+def _log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, Any],
+                     existing: Mapping[str, str] | None = None) -> None:
+    """Log the params the run lacks; MLflow refuses to change a param, so a changed value is
+    kept in `TAG_PARAMS_CHANGED` instead."""
+    if existing is None:
+        existing = client.get_run(run_id).data.params
+    if changed := log_new_params(client, run_id, params, existing):
+        _logger.warning("run %s: params changed since the run was created (kept in tag %s): %s",
+                        run_id, TAG_PARAMS_CHANGED, changed)
+        client.set_tag(run_id, TAG_PARAMS_CHANGED, json.dumps(changed, sort_keys=True)[:8000])
+
+
+def _terminate(client: MlflowClient, run_id: str, status: str, error: str | None,
+               deadline_s: float) -> bool:
+    _check_status(status)
+    tags = [RunTag(TAG_STATUS, status), RunTag(TAG_HEARTBEAT, _now())]
+    if error:
+        tags.append(RunTag(TAG_ERROR, error[:2000]))
+
+    def terminate() -> None:
+        client.log_batch(run_id, tags=tags)
+        client.set_terminated(run_id, "FINISHED" if status == STATUS_FINISHED else "FAILED")
+
+    return call_with_retry(terminate, deadline_s, f"marking run {run_id} {status}")[0]
+
+
+def _check_status(status: str) -> None:
+    if status not in (STATUS_FINISHED, STATUS_FAILED):
+        raise ValueError(f"status must be {STATUS_FINISHED!r} or {STATUS_FAILED!r}, got {status!r}")
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    """A client for a URI `connect` already checked (no probe: it may be down by now)."""
+    tracking_store.configure_http_client()
+    return MlflowClient(tracking_uri)
+
+
+def _now() -> str:
+    return f"{time.time():.3f}"
