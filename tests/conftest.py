@@ -12,6 +12,8 @@ ANCHORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "anchors"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# Two cores shared by the test process, Ray workers and data tasks: one math thread each.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vlscale import __version__
 from vlscale.errors import UserError
@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "vlscale.analysis.commands",
     "vlscale.platform.server",
     "vlscale.platform.train.commands",
+    "vlscale.platform.sweep_commands",
     "vlscale.platform.models.commands",
 ]
 
@@ -46,13 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_reporting_errors(f"vlscale {args.command}", lambda: args.func(args))
+
+
+def run_reporting_errors(name: str, action: Callable[[], int | None]) -> int:
+    """Run `action`; a UserError becomes one line on stderr and exit code 2 (no traceback)."""
     try:
-        result = args.func(args)
+        result = action()
     except UserError as error:
-        print(f"vlscale {args.command}: error: {error}", file=sys.stderr)
+        print(f"{name}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"vlscale {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
 

@@ -66,6 +66,9 @@ STATUS_FAILED = "failed"
 STATE_STALE = "stale"
 """`CellRunRecord.state` (never a tag) of a running cell whose heartbeat stopped."""
 TAG_HEARTBEAT = "vlscale.heartbeat"
+TAG_DRIVER = "vlscale.driver"
+"""On a sweep's parent run: the live sweep driver (host:pid:start); with the parent's heartbeat it
+tells a re-started driver whether the cells marked running still have a driver."""
 TAG_ATTEMPTS = "vlscale.attempts"
 TAG_WORLD_SIZES = "vlscale.world_sizes"
 TAG_CHECKPOINT = "vlscale.checkpoint"
@@ -97,6 +100,11 @@ ARTIFACT_CURVES_DIR = "curves"
 ARTIFACT_TRAIN_CURVES = "curves/train.parquet"
 ARTIFACT_CHECKPOINT_DIR = "checkpoint"
 ARTIFACT_DATASET = "dataset.json"
+ARTIFACT_GRID = "grid.json"
+"""On a sweep's parent run: every cell the grid declares (hash, procedure, model type, arch,
+samples seen, GFLOPs per sample), so a reader can tell missing cells from MLflow alone."""
+ARTIFACT_REPORT_DIR = "report"
+"""On a sweep's parent run: the comparison report (report.html, plots, report.json)."""
 # --- defaults ---------------------------------------------------------------------------------
 DEFAULT_EXPERIMENT = "vlscale"
 """Experiment of cells logged outside any sweep."""
@@ -148,6 +156,26 @@ class SweepRun:
     def finish(self, status: str = STATUS_FINISHED, deadline_s: float = 60.0) -> bool:
         """Mark the sweep finished or failed (tag and MLflow status); False if the store is down."""
         return _terminate(_client(self.tracking_uri), self.run_id, status, None, deadline_s)
+
+    def beat(self, driver: str) -> bool:
+        """Refresh the sweep driver's heartbeat on the parent run; False if the store is down."""
+        client = MlflowClient(self.tracking_uri)
+        tags = [RunTag(TAG_DRIVER, driver), RunTag(TAG_HEARTBEAT, _now())]
+        return call_with_retry(lambda: client.log_batch(self.run_id, tags=tags), 5.0,
+                               "sweep heartbeat")[0]
+
+    def driver_state(self) -> tuple[str | None, float | None]:
+        """(driver, heartbeat unix seconds) last recorded on the parent run."""
+        tags = MlflowClient(self.tracking_uri).get_run(self.run_id).data.tags
+        heartbeat = tags.get(TAG_HEARTBEAT)
+        return tags.get(TAG_DRIVER), float(heartbeat) if heartbeat else None
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        client = MlflowClient(self.tracking_uri)
+        client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_dict(self, values: Any, artifact_file: str) -> None:
+        MlflowClient(self.tracking_uri).log_dict(self.run_id, values, artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None,
                      deadline_s: float = 300.0) -> bool:

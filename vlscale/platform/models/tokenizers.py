@@ -86,13 +86,25 @@ Tokenizer = WordTokenizer | BpeTokenizer
 
 
 def build_tokenizer(kind: str, context_length: int,
-                    vocabulary: Sequence[str] | None = None) -> Tokenizer:
-    """A tokenizer by kind: "bpe", or "words" with the dataset's vocabulary (from dataset.json)."""
+                    vocabulary: Sequence[str] | None = None,
+                    vocab_size: int | None = None) -> Tokenizer:
+    """A tokenizer by kind: "bpe", or "words" with the dataset's vocabulary (from dataset.json).
+
+    `vocab_size`: the model's token-embedding size (`ModelProfile.vocab_size`); a tokenizer with
+    more ids than that is refused, since its ids would index past the embedding.
+    """
     if kind == "bpe":
-        return BpeTokenizer(context_length)
-    if kind == "words":
+        tokenizer: Tokenizer = BpeTokenizer(context_length)
+    elif kind == "words":
         if not vocabulary:
             raise UserError("the word tokenizer needs a vocabulary: write the shards with "
                             "`vlscale data synth|fashion`, which record it in dataset.json")
-        return WordTokenizer(vocabulary, context_length)
-    raise UserError(f"unknown tokenizer {kind!r}; use 'bpe' or 'words'")
+        tokenizer = WordTokenizer(vocabulary, context_length)
+    else:
+        raise UserError(f"unknown tokenizer {kind!r}; use 'bpe' or 'words'")
+    if vocab_size is not None and tokenizer.vocab_size > vocab_size:
+        fix = (f"use a dataset vocabulary of at most {vocab_size - len(WORD_SPECIAL_TOKENS)} words"
+               if kind == "words" else "use a model of the paper ladder (49408 ids)")
+        raise UserError(f"the {kind} tokenizer has {tokenizer.vocab_size} ids but the model's "
+                        f"vocabulary holds {vocab_size}; {fix}")
+    return tokenizer

@@ -13,27 +13,29 @@ import tempfile
 import time
 from typing import Any
 
-import ray.train
-import ray.train.torch
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vlscale.platform.config import Cell, cell_from_dict
 from vlscale.platform.data import WorkerBatches, open_shards
 from vlscale.platform.models import create_task, model_profile
-from vlscale.platform.train.checkpointing import load_checkpoint, save_checkpoint
+from vlscale.platform.train.checkpointing import load_checkpoint, read_state, save_checkpoint
 from vlscale.platform.train.evaluate import evaluate_cell, preprocess_for
 from vlscale.platform.train.progress import CellProgress
 from vlscale.platform.train.segments import Segment, learning_rate, plan_segments
+from vlscale.platform.train.session import RayTrainSession, TrainSession
 from vlscale.platform.train.steps import Stepper, build_optimizer
 
 
 def train_cell_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point; `config` = {"cell": Cell dict, "tracking": {...} | None, ...}."""
+    train_cell(config, RayTrainSession())
+
+
+def train_cell(config: dict[str, Any], session: TrainSession) -> None:
+    """Train one cell in `session` (a Ray Train worker, or a Tune trial's own process)."""
     cell = cell_from_dict(config["cell"])
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = session.rank, session.world_size, session.device
     profile = model_profile(cell.model.model_type, cell.model.arch)
 
     torch.set_num_threads(max(1, round(cell.resources.cpus_per_worker)))
@@ -46,10 +48,12 @@ def train_cell_worker(config: dict[str, Any]) -> None:
     optimizer = build_optimizer(task, cell.train)
     stepper = Stepper(model, optimizer, cell.train, device)
 
+    segments = plan_segments(cell.train)
     state: dict[str, Any] = {"segment": 0, "samples": 0, "step": 0, "world_sizes": []}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
+    with session.checkpoint_dir() as directory:
+        # A checkpoint of a completed run (its storage outlived its MLflow run) cannot be
+        # evaluated again (cool-down branches are gone): train from scratch instead.
+        if directory is not None and read_state(directory)["segment"] < len(segments):
             state = load_checkpoint(directory, task, optimizer)
     state["world_sizes"].append([world, state["samples"]])
 
@@ -58,7 +62,6 @@ def train_cell_worker(config: dict[str, Any]) -> None:
     progress = CellProgress(cell, config.get("tracking"), profile, shards, world, rank, state,
                             log_every_steps=int(config.get("log_every_steps", 10)))
     try:
-        segments = plan_segments(cell.train)
         for index in range(state["segment"], len(segments)):
             segment = segments[index]
             start = state["samples"] if index == state["segment"] else segment.start
@@ -66,7 +69,8 @@ def train_cell_worker(config: dict[str, Any]) -> None:
             batches = WorkerBatches(shards, preprocess, global_batch=cell.train.global_batch,
                                     total_samples=segment.end, world_rank=rank, world_size=world,
                                     start_samples=start, seed=cell.train.seed, device=device)
-            _run_segment(cell, segment, index, batches, stepper, state, progress, task, optimizer)
+            _run_segment(cell, segment, index, batches, stepper, state, progress, task, optimizer,
+                         session)
             if segment.evaluate:
                 results = (evaluate_cell(task, cell, profile, device, preprocess)
                            if rank == 0 else {})
@@ -76,10 +80,10 @@ def train_cell_worker(config: dict[str, Any]) -> None:
             else:
                 state.update(segment=index + 1, samples=segment.end)
                 last = index == len(segments) - 1
-                _report(task, optimizer, state, progress, rank, checkpoint=True, final=last)
+                _report(session, task, optimizer, state, progress, final=last)
         if segments[-1].cooldown:
             state.update(segment=len(segments), samples=segments[-1].end)
-            _report(task, optimizer, state, progress, rank, checkpoint=True, final=True)
+            _report(session, task, optimizer, state, progress, final=True)
         progress.finished(lambda directory: save_checkpoint(directory, task, optimizer, state))
     except BaseException as error:
         progress.failed(error)
@@ -88,7 +92,8 @@ def train_cell_worker(config: dict[str, Any]) -> None:
 
 def _run_segment(cell: Cell, segment: Segment, index: int, batches: WorkerBatches,
                  stepper: Stepper, state: dict[str, Any], progress: CellProgress,
-                 task: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+                 task: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 session: TrainSession) -> None:
     period = cell.train.checkpoint_every_samples
     position = batches.samples_seen
     last_checkpoint = position
@@ -110,21 +115,21 @@ def _run_segment(cell: Cell, segment: Segment, index: int, batches: WorkerBatche
         if period and not segment.cooldown and position - last_checkpoint >= period \
                 and position < segment.end:
             state.update(segment=index, samples=position)
-            _report(task, optimizer, state, progress, progress.rank, checkpoint=True)
+            _report(session, task, optimizer, state, progress)
             last_checkpoint = position
 
 
-def _report(task, optimizer, state: dict[str, Any], progress: CellProgress, rank: int, *,
-            checkpoint: bool, final: bool = False) -> None:
-    """`ray.train.report` on every rank; rank 0 attaches the checkpoint."""
+def _report(session: TrainSession, task, optimizer, state: dict[str, Any],
+            progress: CellProgress, *, final: bool = False) -> None:
+    """Report on every rank (Ray Train synchronises them); rank 0 attaches the checkpoint."""
     metrics = {"samples_seen": state["samples"], "step": state["step"], "final": final}
-    if rank == 0 and checkpoint:
+    if session.rank == 0:
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(directory, task, optimizer, state)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+            session.report(metrics, directory)
         progress.checkpointed(state["samples"])
     else:
-        ray.train.report(metrics)
+        session.report(metrics, None)
 
 
 def _snapshot(task: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

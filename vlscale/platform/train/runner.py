@@ -8,6 +8,7 @@ CPU for Ray Data's decode tasks (without one the job hangs forever with only a w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,8 @@ class TrackingTarget:
     experiment: str | None = None
 
 
-def check_cell(cell: Cell) -> None:
+def check_cell(cell: Cell, check_data: bool = True) -> None:
     """Reject a cell that cannot run (UserError), cheaply, before any worker starts."""
-    from vlscale.platform.data import open_shards
     from vlscale.platform.models import model_profile
 
     cell.validate()
@@ -45,8 +45,16 @@ def check_cell(cell: Cell) -> None:
                     f" samples, which {world} workers cannot share equally (the contrastive "
                     "loss gathers equal shares); make samples_seen a multiple of global_batch")
     model_profile(cell.model.model_type, cell.model.arch)  # unknown architecture -> UserError
-    for path in filter(None, (cell.data.train, cell.data.eval, cell.data.zeroshot)):
-        open_shards(path)  # missing or unusable shards -> UserError
+    if check_data:
+        for path in filter(None, (cell.data.train, cell.data.eval, cell.data.zeroshot)):
+            _open_shards_once(path)  # missing or unusable shards -> UserError
+
+
+@functools.lru_cache(maxsize=64)
+def _open_shards_once(path: str) -> None:
+    from vlscale.platform.data import open_shards
+
+    open_shards(path)
 
 
 def check_resources(cell: Cell, cluster_cpus: float) -> None:

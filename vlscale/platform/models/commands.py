@@ -1,0 +1,77 @@
+"""`vlscale models`: the size ladders with parameter counts and GFLOPs per sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vlscale.errors import UserError
+
+_DESCRIPTION = """\
+List the architectures of a size ladder for both model types (CLIP, MaMMUT): total, image and
+text parameters (millions) and forward GFLOPs per sample, the compute axis of the scaling laws.
+
+Ladders: "paper" (every architecture of Nezhurina et al. 2025, 224px images, 77 BPE tokens;
+GFLOPs in the paper's convention, which matches its model_profile.csv) and "cpu" (tiny
+cpu-w<width>-l<layers> models, 32px images, 32 word tokens; true GFLOPs). The first listing of
+the paper ladder counts FLOPs for ~10 s; results are cached in the state directory.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the model ladders: parameters and GFLOPs per sample",
+        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ladder", choices=("paper", "cpu"), default=None,
+                        help="which ladder to list (default: both)")
+    parser.add_argument("--json", metavar="FILE", type=Path, default=None,
+                        help="also write the table as a JSON list of objects with keys name, "
+                             "model_type, params_m, image_params_m, text_params_m, gflops "
+                             "('-' for standard output instead of the table)")
+    parser.set_defaults(func=run_models)
+
+
+def ladder_rows(ladder: str | None) -> list[dict]:
+    """One row per (architecture, model type) of the ladder, smallest CLIP architecture first."""
+    from vlscale.platform.models import MODEL_TYPES, list_architectures, model_profile
+
+    available = {model_type: set(list_architectures(ladder, model_type)) for model_type in MODEL_TYPES}
+    rows = []
+    for arch in list_architectures(ladder):
+        for model_type in MODEL_TYPES:
+            if arch not in available[model_type]:
+                continue
+            profile = model_profile(model_type, arch)
+            rows.append({
+                "name": profile.name, "model_type": profile.model_type,
+                "params_m": round(profile.params_m, 2),
+                "image_params_m": round(profile.image_params_m, 2),
+                "text_params_m": round(profile.text_params_m, 2),
+                "gflops": round(profile.gflops, 4 if profile.ladder == "cpu" else 2),
+            })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ("name", "type", "params_M", "image_M", "text_M", "GFLOPs")
+    lines = [f"{header[0]:<28} {header[1]:<7}" + "".join(f" {column:>9}" for column in header[2:])]
+    for row in rows:
+        lines.append(f"{row['name']:<28} {row['model_type']:<7} {row['params_m']:>9.2f} "
+                     f"{row['image_params_m']:>9.2f} {row['text_params_m']:>9.2f} {row['gflops']:>9g}")
+    return "\n".join(lines)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    rows = ladder_rows(args.ladder)
+    if args.json is not None and str(args.json) == "-":
+        print(json.dumps(rows, indent=1))
+        return 0
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        except OSError as error:
+            raise UserError(f"cannot write {args.json}: {error.strerror}; "
+                            "choose a writable path") from error
+    print(format_table(rows))
+    return 0

@@ -1,0 +1,256 @@
+"""Run a grid on Ray Tune: one trial per cell, resumable from MLflow, ending with a report.
+
+Before launching, the ledger (`ledger.py`) reads the sweep's MLflow runs; only missing, failed
+and stale cells are launched, cheapest first. A single-worker cell trains inside its Tune trial's
+process (no Train worker group to start); an elastic or multi-worker cell drives a `TorchTrainer`
+from its trial (the Ray Train V2 + Tune pattern). The driver keeps a heartbeat on the sweep's
+parent run, so a re-started driver knows that cells marked running died with its predecessor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlscale import settings
+from vlscale.errors import UserError
+from vlscale.platform import ledger, tracking
+from vlscale.platform.config import Cell, GridSpec, cell_from_dict
+from vlscale.platform.sweep_progress import SweepProgress
+
+DRIVER_FRESH_S = 60.0
+"""A driver whose heartbeat is younger than this is alive: a second driver refuses to start."""
+HEARTBEAT_EVERY_S = 10.0
+
+
+@dataclass
+class SweepOptions:
+    tracking_uri: str | None = None
+    address: str | None = None
+    max_concurrent: int = 0
+    """Trials at once (0: as many as leave one CPU for Ray Data's decoding)."""
+    refit_every: int = 0
+    """Refit and re-log the report after every N finished cells (0: only at the end)."""
+    stale_after_s: float = tracking.STALE_AFTER_S
+    storage_path: str | None = None
+    report: bool = True
+    report_dir: str | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class SweepOutcome:
+    entries: list[ledger.LedgerEntry]
+    launched: int
+    report_path: Path | None = None
+    verdicts: list[str] = field(default_factory=list)
+
+
+def architecture_gflops(cells: list[Cell]) -> dict[str, float]:
+    from vlscale.platform.models import model_profile
+
+    return {f"{c.model.model_type}/{c.model.arch}":
+            model_profile(c.model.model_type, c.model.arch).gflops for c in cells}
+
+
+def validate_grid(grid: GridSpec, check_data: bool = True) -> list[Cell]:
+    """Every cell valid, known and runnable (data present), before anything is launched."""
+    from vlscale.platform.models import list_architectures
+    from vlscale.platform.train.runner import check_cell
+
+    cells = grid.validate(set(list_architectures()))
+    for cell in cells:
+        check_cell(cell, check_data=check_data)
+    return cells
+
+
+def read_ledger(grid: GridSpec, cells: list[Cell], options: SweepOptions,
+                driver_gone: bool = False) -> list[ledger.LedgerEntry]:
+    records = tracking.list_cell_runs(settings.tracking_uri(options.tracking_uri), grid.name)
+    return ledger.classify(cells, records, architecture_gflops(cells),
+                           stale_after_s=options.stale_after_s, driver_gone=driver_gone)
+
+
+def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
+    from vlscale.platform.cluster import cluster_cpus, ensure_ray
+
+    cells = validate_grid(grid)
+    uri = settings.tracking_uri(options.tracking_uri)
+    if options.dry_run:
+        return SweepOutcome(read_ledger(grid, cells, options), launched=0)
+    ensure_ray(options.address)
+    sweep = tracking.start_sweep_parent(uri, grid.name, params=_grid_params(grid, cells))
+    driver = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+    previous, beat = sweep.driver_state()
+    if previous and previous != driver and beat and time.time() - beat < DRIVER_FRESH_S:
+        raise UserError(f"sweep {grid.name!r} is being run by another driver ({previous}, "
+                        f"alive {time.time() - beat:.0f} s ago); stop it or wait for it")
+    sweep.beat(driver)
+    sweep.log_dict(_grid_manifest(cells), tracking.ARTIFACT_GRID)
+    stop = threading.Event()
+    beater = threading.Thread(target=_keep_beating, args=(sweep, driver, stop), daemon=True)
+    beater.start()
+    try:
+        entries = read_ledger(grid, cells, options, driver_gone=bool(previous))
+        print(ledger.format_ledger(entries), flush=True)
+        launch = ledger.to_launch(entries)
+        progress = SweepProgress(entries, launch)
+        if launch:
+            _run_tune(grid, launch, sweep, options, cluster_cpus(), progress)
+        entries = read_ledger(grid, cells, options)
+        outcome = SweepOutcome(entries, launched=len(launch))
+        print(ledger.format_ledger(entries), flush=True)
+        if options.report:
+            _report(grid, sweep, options, outcome)
+        complete = all(e.state == ledger.FINISHED for e in entries)
+        sweep.finish(tracking.STATUS_FINISHED if complete else tracking.STATUS_FAILED)
+        return outcome
+    finally:
+        stop.set()
+        beater.join(timeout=5)
+
+
+def _keep_beating(sweep: tracking.SweepRun, driver: str, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_EVERY_S):
+        sweep.beat(driver)
+
+
+def _grid_params(grid: GridSpec, cells: list[Cell]) -> dict[str, Any]:
+    return {"grid.name": grid.name, "grid.cells": len(cells),
+            "grid.procedures": ",".join(p.name for p in grid.procedures),
+            "grid.architectures": ",".join(grid.architectures),
+            "grid.samples_seen": ",".join(str(s) for s in sorted(grid.samples_seen)),
+            "grid.seeds": ",".join(str(s) for s in grid.seeds)}
+
+
+def _grid_manifest(cells: list[Cell]) -> list[dict[str, Any]]:
+    gflops = architecture_gflops(cells)
+    return [{"cell_hash": c.cell_hash, "run_name": c.run_name, "procedure": c.procedure,
+             "model_type": c.model.model_type, "arch": c.model.arch,
+             "samples_seen": c.train.samples_seen, "eval_points": list(c.train.eval_points),
+             "gflops_per_sample": gflops[f"{c.model.model_type}/{c.model.arch}"],
+             "spec": c.experiment_dict()} for c in cells]
+
+
+def trial_resources(cell: Cell) -> dict[str, float]:
+    """In-process cells reserve their worker's resources; Train-driving trials a sliver (their
+    workers reserve their own; a zero request is refused by Tune)."""
+    if runs_in_process(cell):
+        resources = {"CPU": cell.resources.cpus_per_worker}
+        if cell.resources.gpus_per_worker:
+            resources["GPU"] = cell.resources.gpus_per_worker
+        return resources
+    return {"CPU": 0.01}
+
+
+def runs_in_process(cell: Cell) -> bool:
+    return cell.resources.max_workers == 1
+
+
+def default_concurrency(cells: list[Cell], cpus: float) -> int:
+    """As many trials as leave one CPU free for Ray Data's decode tasks."""
+    per_trial = max(c.resources.max_workers * c.resources.cpus_per_worker + 0.01 for c in cells)
+    return max(1, int((cpus - 1) // per_trial)) if cpus > 1 else 1
+
+
+def cell_trial(config: dict[str, Any]) -> None:
+    """The Tune trainable of one cell (module level, so Ray workers can import it)."""
+    from vlscale.platform.train.loop import train_cell
+    from vlscale.platform.train.runner import TrackingTarget, build_trainer
+    from vlscale.platform.train.session import TuneTrialSession
+
+    cell = cell_from_dict(config["cell"])
+    if runs_in_process(cell):
+        session = TuneTrialSession(use_gpu=bool(cell.resources.gpus_per_worker),
+                                   resume_from=config.get("resume_from"))
+        train_cell(config, session)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trainer = build_trainer(cell, TrackingTarget(**config["tracking"]),
+                            storage_path=config["storage_path"],
+                            callbacks=[TuneReportCallback()])
+    trainer.fit()
+
+
+def latest_checkpoint(storage: Path, cell: Cell) -> str | None:
+    """The furthest checkpoint an earlier driver's trial of this cell left on this storage."""
+    from vlscale.platform.train.checkpointing import read_state
+
+    best, best_samples = None, 0
+    for state_file in storage.glob(f"*/cell-{cell.cell_hash}*/checkpoint_*/state.json"):
+        samples = read_state(state_file.parent).get("samples", 0)
+        if samples > best_samples:
+            best, best_samples = str(state_file.parent), samples
+    return best
+
+
+def _run_tune(grid: GridSpec, launch: list[ledger.LedgerEntry], sweep: tracking.SweepRun,
+              options: SweepOptions, cpus: float, progress: SweepProgress) -> None:
+    from ray import tune
+
+    storage = Path(options.storage_path or settings.state_dir() / "ray_results")
+    storage.mkdir(parents=True, exist_ok=True)
+    cells = [entry.cell for entry in launch]
+    target = {"uri": sweep.tracking_uri, "sweep": dataclasses.asdict(sweep), "experiment": None}
+    configs = [{"cell": c.experiment_dict() | {"procedure": c.procedure,
+                                               "resources": dataclasses.asdict(c.resources)},
+                "cell_hash": c.cell_hash, "tracking": target, "storage_path": str(storage),
+                "resume_from": latest_checkpoint(storage, c), "log_every_steps": 10}
+               for c in cells]
+    by_hash = {c.cell_hash: c for c in cells}
+    trainable = tune.with_resources(
+        _unwrap_trial, lambda config: trial_resources(by_hash[config["trial"]["cell_hash"]]))
+    concurrency = options.max_concurrent or default_concurrency(cells, cpus)
+    progress.refit = (lambda: _refit(grid, sweep, options)) if options.refit_every else None
+    progress.refit_every = options.refit_every
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=concurrency,
+            trial_name_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}",
+            trial_dirname_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}"),
+        run_config=tune.RunConfig(
+            name=f"sweep-{grid.name}-{int(time.time())}", storage_path=str(storage),
+            failure_config=tune.FailureConfig(max_failures=max(
+                c.resources.max_failures for c in cells)),
+            callbacks=[progress], verbose=0),
+    )
+    tuner.fit()
+
+
+def _unwrap_trial(config: dict[str, Any]) -> None:
+    """Tune passes the grid point as config["trial"]."""
+    cell_trial(config["trial"])
+
+
+def _refit(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions) -> None:
+    outcome = SweepOutcome([], launched=0)
+    _report(grid, sweep, options, outcome, quiet=True)
+
+
+def _report(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions,
+            outcome: SweepOutcome, quiet: bool = False) -> None:
+    """Fit, validate and compare from MLflow; write the report and log it on the parent run."""
+    from vlscale.analysis import load_runs, write_report
+
+    out = Path(options.report_dir or settings.state_dir() / "reports" / grid.name)
+    try:
+        table = load_runs(sweep.tracking_uri, sweep=grid.name)
+        result = write_report(table, out, sweep=sweep)
+    except UserError as error:
+        print(f"report: not written: {error}", flush=True)
+        return
+    outcome.report_path = result.html
+    outcome.verdicts = list(result.verdicts)
+    if not quiet:
+        for verdict in result.verdicts:
+            print(f"verdict: {verdict}", flush=True)
+        print(f"report: {result.html}", flush=True)

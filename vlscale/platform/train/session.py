@@ -1,0 +1,94 @@
+"""Where the train loop runs: a Ray Train worker group, or in-process inside a Ray Tune trial.
+
+A single-worker cell does not need a worker group: running the loop in the Tune trial's own
+process saves the ~35 s start-up of a Train worker group, which dominates tiny CPU cells. Both
+sessions offer the same four things, so the loop is the same code either way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+
+class TrainSession(Protocol):
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def checkpoint_dir(self) -> Any:
+        """A context manager giving the directory of the checkpoint to resume from, or None."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
+
+
+class _NoCheckpoint:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class RayTrainSession:
+    """Inside `TorchTrainer`: ranks, devices and checkpoints come from Ray Train."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def checkpoint_dir(self):
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        return checkpoint.as_directory() if checkpoint is not None else _NoCheckpoint()
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class TuneTrialSession:
+    """In a Tune trial's process, one worker; `resume_from` is a checkpoint directory left by an
+    earlier sweep driver (used when Tune has none of its own)."""
+
+    def __init__(self, use_gpu: bool = False, resume_from: str | None = None) -> None:
+        self.rank, self.world_size = 0, 1
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.resume_from = resume_from
+
+    def checkpoint_dir(self):
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            return checkpoint.as_directory()
+        if self.resume_from and Path(self.resume_from).is_dir():
+            return _Fixed(self.resume_from)
+        return _NoCheckpoint()
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        from ray import tune
+
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+class _Fixed:
+    def __init__(self, path: str) -> None:
+        self.path = os.fspath(path)
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        return None
