@@ -18,6 +18,7 @@ from vlscale.errors import UserError
 COMMAND_MODULES: list[str] = [
     "vlscale.platform.data.commands",
     "vlscale.analysis.commands",
+    "vlscale.analysis.report_commands",
     "vlscale.platform.server",
     "vlscale.platform.train.commands",
     "vlscale.platform.sweep_commands",

@@ -1,1 +1,65 @@
-"""Scaling-law analysis: pure functions over pandas DataFrames (never imports Ray or torch)."""
+"""Scaling-law analysis: pure functions over pandas DataFrames (never imports Ray or torch).
+
+results table -> `best_per_cell` -> `fit_law` (frontier, multi-start fit, bootstrap) ->
+`validate_holdout` / `compare` / compute-optimal allocation -> `plot_fits`.
+Column names: `vlscale.analysis.columns`.
+"""
+
+from vlscale.analysis.allocation import (
+    fit_isoflop,
+    fit_power_law,
+    frontier_allocation,
+    isoflop_minimum,
+    isoflop_optima,
+)
+from vlscale.analysis.axes import add_compute, add_error, error_mode_for, higher_is_better, to_error
+from vlscale.analysis.bootstrap import BootstrapResult, bootstrap, percentile_interval
+from vlscale.analysis.cells import best_per_cell, curve_points
+from vlscale.analysis.chinchilla import ChinchillaFit, fit_chinchilla
+from vlscale.analysis.compare import Comparison, MultiplierAt, compare, crossovers
+from vlscale.analysis.fit import LawFit, fit_curve, fit_law
+from vlscale.analysis.frontier import (
+    Frontier,
+    binned_minimum,
+    pareto_bin,
+    pareto_naive,
+    select_frontier,
+)
+from vlscale.analysis.holdout import HoldoutResult, holdout, validate_holdout
+from vlscale.analysis.laws import (
+    LAWS,
+    ChinchillaLaw,
+    Law,
+    LogLinear,
+    PowerLaw,
+    Saturating3,
+    Saturating4,
+    get_law,
+)
+from vlscale.analysis.plots import plot_fits
+from vlscale.analysis.table import load_table, select
+
+__all__ = [
+    "LAWS", "BootstrapResult", "ChinchillaFit", "ChinchillaLaw", "Comparison", "Frontier",
+    "HoldoutResult", "Law", "LawFit", "LogLinear", "MultiplierAt", "PowerLaw", "Saturating3",
+    "Saturating4", "add_compute", "add_error", "best_per_cell", "binned_minimum", "bootstrap",
+    "compare", "crossovers", "curve_points", "error_mode_for", "fit_chinchilla", "fit_curve",
+    "fit_isoflop", "fit_law", "fit_power_law", "frontier_allocation", "get_law",
+    "higher_is_better", "holdout", "isoflop_minimum", "isoflop_optima", "load_table",
+    "pareto_bin", "pareto_naive", "percentile_interval", "plot_fits", "select",
+    "select_frontier", "to_error", "validate_holdout",
+]
+
+# Results from the tracking server and the comparison report (MLflow is imported only when a
+# store is read).
+from vlscale.analysis.report import ReportResult, Verdict, write_report  # noqa: E402
+from vlscale.analysis.runs import (  # noqa: E402
+    SweepResults,
+    list_sweeps,
+    load_results,
+    load_runs,
+    read_source,
+)
+
+__all__ += ["ReportResult", "SweepResults", "Verdict", "list_sweeps", "load_results",
+            "load_runs", "read_source", "write_report"]

@@ -114,6 +114,7 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
     finally:
         stop.set()
         beater.join(timeout=5)
+        sweep.set_tags({tracking.TAG_DRIVER: ""})  # a clean exit: no driver owns the sweep
 
 
 def _keep_beating(sweep: tracking.SweepRun, driver: str, stop: threading.Event) -> None:

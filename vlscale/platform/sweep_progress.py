@@ -26,7 +26,7 @@ class SweepProgress(Callback):
         self.done_cells = sum(e.state == ledger.FINISHED for e in entries)
         self.done_compute = sum(e.compute for e in entries if e.state == ledger.FINISHED)
         self.by_hash = {e.cell.cell_hash: e for e in launch}
-        self.stream = stream or sys.stdout
+        self.stream = stream  # resolved at print time: Tune pickles its callbacks
         self.started = time.monotonic()
         self.finished_since_refit = 0
         self.refit: Callable[[], None] | None = None
@@ -39,7 +39,7 @@ class SweepProgress(Callback):
         if entry is None:
             return
         print(f"[{time.monotonic() - self.started:7.1f}s] {state:<9} {ledger.describe_cell(entry)}",
-              file=self.stream, flush=True)
+              file=self.stream or sys.stdout, flush=True)
 
     def bar(self) -> str:
         fraction = self.done_compute / self.total_compute
@@ -57,7 +57,7 @@ class SweepProgress(Callback):
             self.done_cells += 1
             self.done_compute += entry.compute
         self._say(entry, "finished")
-        print(self.bar(), file=self.stream, flush=True)
+        print(self.bar(), file=self.stream or sys.stdout, flush=True)
         self.finished_since_refit += 1
         if self.refit and self.refit_every and self.finished_since_refit >= self.refit_every:
             self.finished_since_refit = 0
@@ -65,7 +65,7 @@ class SweepProgress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._say(self._entry(trial), "failed")
-        print(self.bar(), file=self.stream, flush=True)
+        print(self.bar(), file=self.stream or sys.stdout, flush=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self._say(self._entry(trial), "retrying")

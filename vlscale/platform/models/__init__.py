@@ -8,31 +8,30 @@ per-sample FLOPs and parameter counts, tokenizers, and zero-shot / retrieval / h
 Ladders, names and the FLOP convention: see `ladder.py` and `profiles.py`.
 """
 
-from vlscale.platform.models.build import build_model, parameter_counts
-from vlscale.platform.models.evaluation import (
-    RETRIEVAL_KS,
-    heldout_losses,
-    retrieval_recall,
-    zero_shot_classification,
-    zero_shot_classifier,
-)
-from vlscale.platform.models.ladder import (
-    CPU_ARCHS,
-    CPU_CONTEXT_LENGTH,
-    CPU_VOCAB_SIZE,
-    LADDERS,
-    MODEL_TYPES,
-    PAPER_ARCHS,
-    list_architectures,
-)
-from vlscale.platform.models.mammut import MaMMUT
-from vlscale.platform.models.profiles import ModelProfile, model_profile, tokenizer_for
-from vlscale.platform.models.task import VLTask, create_task
-from vlscale.platform.models.tokenizers import build_tokenizer
+from __future__ import annotations
 
-__all__ = [
-    "CPU_ARCHS", "CPU_CONTEXT_LENGTH", "CPU_VOCAB_SIZE", "LADDERS", "MODEL_TYPES", "PAPER_ARCHS",
-    "RETRIEVAL_KS", "MaMMUT", "ModelProfile", "VLTask", "build_model", "build_tokenizer",
-    "create_task", "heldout_losses", "list_architectures", "model_profile", "parameter_counts",
-    "retrieval_recall", "tokenizer_for", "zero_shot_classification", "zero_shot_classifier",
-]
+import importlib
+from typing import Any
+
+# Exports are imported on first use so that `vlscale --help` and `vlscale fit` (which load this
+# package's `commands` module) never pay for importing torch and open_clip.
+_EXPORTS = {
+    "build_model": "build", "parameter_counts": "build",
+    "RETRIEVAL_KS": "evaluation", "heldout_losses": "evaluation",
+    "retrieval_recall": "evaluation", "zero_shot_classification": "evaluation",
+    "zero_shot_classifier": "evaluation",
+    "CPU_ARCHS": "ladder", "CPU_CONTEXT_LENGTH": "ladder", "CPU_VOCAB_SIZE": "ladder",
+    "LADDERS": "ladder", "MODEL_TYPES": "ladder", "PAPER_ARCHS": "ladder",
+    "list_architectures": "ladder",
+    "MaMMUT": "mammut",
+    "ModelProfile": "profiles", "model_profile": "profiles", "tokenizer_for": "profiles",
+    "VLTask": "task", "create_task": "task",
+    "build_tokenizer": "tokenizers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

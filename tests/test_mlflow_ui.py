@@ -1,0 +1,155 @@
+"""A sweep is browsable in the MLflow UI: `mlflow server` on 127.0.0.1 serves its cell runs
+(readable names, consistently named params and metrics) and the report linked from the parent
+run, through the REST API and in a real (headless Chromium) browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from vlscale.analysis import load_results, write_report
+from vlscale.analysis.report.synthetic import write_synthetic_sweep
+from vlscale.platform import tracking
+from vlscale.platform.server import start_server
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SWEEP = "ui-sweep"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str, data: dict | None = None, timeout: float = 30) -> bytes:
+    request = urllib.request.Request(
+        url, data=None if data is None else json.dumps(data).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        assert answer.status == 200
+        return answer.read()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A store with a synthetic sweep and its published report, served by `mlflow server`;
+    the server's process group is always stopped."""
+    root = tmp_path_factory.mktemp("ui")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    write_synthetic_sweep(uri, SWEEP, failed=1, missing=1)
+    results = load_results(uri, SWEEP, cache=False)  # module scope: no per-test VLSCALE_HOME
+    write_report(results, root / "report", bootstrap=50, progress=None)
+    port = _free_port()
+    with (root / "server.log").open("wb") as log:
+        process = start_server(uri, str(root / "served-artifacts"), host="127.0.0.1", port=port,
+                               workers=1, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                _get(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("mlflow server did not come up:\n"
+                                       + (root / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield base, tracking.find_sweep_parent(uri, SWEEP), root
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_server_serves_the_sweep_and_its_report(server):
+    base, parent, _ = server
+    api = f"{base}/api/2.0/mlflow"
+    query = (f"tags.`{tracking.TAG_SWEEP_ID}` = '{SWEEP}' AND "
+             f"tags.`{tracking.TAG_KIND}` = '{tracking.KIND_CELL}'")
+    found = json.loads(_get(f"{api}/runs/search", {"experiment_ids": [parent.experiment_id],
+                                                   "filter": query, "max_results": 1000}))
+    runs = found["runs"]
+    assert len(runs) == 2 * 15  # per procedure 16 cells: 14 finished, 1 failed, 1 never ran
+    names = sorted(run["info"]["run_name"] for run in runs)
+    assert "clip-cpu-w32-l1-100k" in names and "mammut-cpu-w128-l4-3M" in names
+    finished = next(run for run in runs if run["info"]["run_name"] == "mammut-cpu-w64-l2-1M")
+    run_id = finished["info"]["run_id"]
+    cell = json.loads(_get(f"{api}/runs/get?run_id={run_id}"))["run"]["data"]
+    metrics = {m["key"]: m for m in cell["metrics"]}
+    params = {p["key"]: p["value"] for p in cell["params"]}
+    assert {"eval/zeroshot/acc1", "eval/retrieval/image_to_text_r1", "eval/heldout/loss",
+            "gflops_per_sample", "total_gflops", "accelerator_hours"} <= set(metrics)
+    assert metrics["eval/zeroshot/acc1"]["step"] == 1_000_000  # step = samples seen
+    assert (params["model.model_type"], params["model.arch"], params["data.name"],
+            params["train.schedule"], params["train.samples_seen"]) == \
+        ("mammut", "cpu-w64-l2", "synth", "cosine", "1000000")
+    tags = {t["key"]: t["value"] for t in cell["tags"]}
+    assert tags[tracking.TAG_PROCEDURE] == "mammut-synth"
+    assert tags[tracking.TAG_PARENT_RUN_ID] == parent.run_id
+
+    sweep_tags = {t["key"]: t["value"] for t in json.loads(
+        _get(f"{api}/runs/get?run_id={parent.run_id}"))["run"]["data"]["tags"]}
+    link = f"#/experiments/{parent.experiment_id}/runs/{parent.run_id}/artifacts/report/report.html"
+    assert link in sweep_tags["mlflow.note.content"]
+    assert "mammut-synth scales better than clip-synth" in sweep_tags["vlscale.verdict"]
+    path = urllib.parse.quote(sweep_tags["vlscale.report"])
+    page = _get(f"{base}/get-artifact?path={path}&run_uuid={parent.run_id}").decode()
+    assert page.startswith("<!DOCTYPE html>") and "scales better" in page
+
+
+def _screenshot(url: str, target: Path, profile: Path) -> None:
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={target}",
+               "--window-size=1400,900", "--virtual-time-budget=15000", url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and target.exists(), done.stderr[-2000:]
+
+
+def _assert_not_blank(path: Path) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size == (1400, 900)
+        pixels = image.convert("RGB")
+        colors = pixels.getcolors(maxcolors=1 << 20)
+        inked = sum(n for n, rgb in colors if sum(rgb) < 600)  # not white / very light grey
+    assert len(colors) > 50, f"{path.name} has only {len(colors)} colours"
+    assert inked > 0.01 * 1400 * 900, f"{path.name} is almost blank"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_experiment_page_renders_in_a_browser(server, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install -y chromium)")
+    base, parent, _ = server
+    pages = {"mlflow_ui.png": f"{base}/#/experiments/{parent.experiment_id}/runs",
+             "mlflow_ui_sweep_run.png":
+                 f"{base}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"}
+    DOCS.mkdir(exist_ok=True)
+    for name, url in pages.items():
+        shot = tmp_path / name
+        _screenshot(url, shot, tmp_path / f"profile-{name}")
+        _assert_not_blank(shot)
+        shutil.copyfile(shot, DOCS / name)

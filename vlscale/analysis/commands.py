@@ -1,0 +1,177 @@
+"""`vlscale fit`: fit and compare scaling laws on a results table from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vlscale.analysis import columns as C
+from vlscale.analysis.axes import ERROR_MODES, add_compute, add_error
+from vlscale.analysis.bootstrap import BOOTSTRAP_OVER
+from vlscale.analysis.cells import best_per_cell
+from vlscale.analysis.compare import compare
+from vlscale.analysis.fit import METHODS, fit_curve
+from vlscale.analysis.frontier import FRONTIER_METHODS
+from vlscale.analysis.holdout import holdout
+from vlscale.analysis.laws import LAWS
+from vlscale.analysis.plots import plot_fits
+from vlscale.analysis.summary import comparison_record, fit_record, format_text
+from vlscale.analysis.table import load_table, parse_where, select
+from vlscale.errors import UserError
+
+EXAMPLE = """\
+example (CLIP vs MaMMUT on ImageNet, Nezhurina et al. 2025):
+  vlscale fit lscomp_overview_best_per_cell.csv \\
+      --where downstream_dataset=imagenet1k --where metric=acc1 \\
+      --where pretrain_dataset=datacomp_1b --where lr_scheduler=cosine \\
+      --where model_type=clip,mammut --group model_type \\
+      --predict-at 2.158e12 2.593e12 --bootstrap 1000 --plot fit.png --json fit.json
+
+The table has one row per evaluation (columns: downstream_dataset, metric, pretrain_dataset,
+lr_scheduler, model_type, arch, samples_seen, gflops_per_sample, gflops_total, value). Rows are
+first reduced to the best run per cell (task, procedure, arch, samples_seen); every group is then
+fitted on its compute frontier. Predictions ("y") are errors, in the same space as the fit: with
+--error 1-value (accuracies, recalls), the metric itself is "value" = 1 - y. When exactly two
+groups are fitted, they are compared (crossover compute, compute multiplier, exponent and floor
+differences; intervals need --bootstrap)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "fit", help="fit and compare scaling laws on a results table (CSV or parquet)",
+        description="Fit a scaling law E(C) per group of a results table, on its compute\n"
+                    "frontier, with optional bootstrap intervals, held-out validation, plot\n"
+                    "and comparison of two groups.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", help="results table: a .csv or .parquet file")
+    parser.add_argument("--where", action="append", default=[], metavar="COL=V[,V...]",
+                        help="keep rows whose COL is one of the values (repeatable)")
+    parser.add_argument("--group", metavar="COL",
+                        help="fit one law per value of COL (e.g. model_type)")
+    parser.add_argument("--compute", default=C.GFLOPS_TOTAL, metavar="COL",
+                        help="compute column (default gflops_total = gflops_per_sample x "
+                             "samples_seen, derived when absent)")
+    parser.add_argument("--error", choices=ERROR_MODES,
+                        help="error from the value column: 1-value (accuracy, recall) or value "
+                             "(loss); default: inferred from the metric column")
+    parser.add_argument("--frontier", choices=FRONTIER_METHODS, default="pareto_bin",
+                        help="which points to fit: pareto_bin (the paper's binned frontier, "
+                             "default), pareto_naive (all non-dominated points), binned_min "
+                             "(min per log10 bin, Cherti et al.), none (every point)")
+    parser.add_argument("--law", choices=list(LAWS), default="saturating4",
+                        help="saturating4: a (C + b)^c + d (default); saturating3: a (C + b)^c; "
+                             "power: a C^c; loglinear: line in log-log space")
+    parser.add_argument("--method", choices=list(METHODS), default="least_squares",
+                        help="least_squares on the linear error scale (default) or huber on "
+                             "log residuals")
+    parser.add_argument("--predict-at", type=float, nargs="+", default=[], metavar="C",
+                        help="computes to predict the error at (and the compute multiplier)")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="bootstrap resamples for intervals (e.g. 1000); default none")
+    parser.add_argument("--bootstrap-over", choices=BOOTSTRAP_OVER, default="frontier",
+                        help="resample the frontier points (default) or all runs")
+    parser.add_argument("--confidence", type=float, default=0.95,
+                        help="interval level (default 0.95)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--holdout-above", type=float, metavar="C",
+                        help="fit only on compute <= C and report the prediction error of the "
+                             "frontier points above C; everything reported is then that fit's")
+    parser.add_argument("--plot", metavar="FILE", help="write the figure as FILE .png and .pdf")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
+    parser.set_defaults(func=run_fit)
+
+
+def _check_numbers(table: pd.DataFrame, names: list[str], positive: list[str]) -> None:
+    """The columns that become numbers must be numeric and finite in every selected row, and the
+    compute columns positive (checked before cells are aggregated, so no bad run hides)."""
+    for name in names + positive:
+        if name not in table.columns:
+            continue
+        if not pd.api.types.is_numeric_dtype(table[name]):
+            raise UserError(f"column '{name}' is not numeric (e.g. {table[name].iloc[0]!r}): "
+                            "fix the table or choose another column")
+        bad = ~np.isfinite(table[name].to_numpy(float))
+        if bad.any():
+            raise UserError(f"{int(bad.sum())} selected row(s) have NaN or infinite '{name}': "
+                            "drop or fix them, or exclude them with --where")
+        if name in positive and (table[name] <= 0).any():
+            raise UserError(f"{int((table[name] <= 0).sum())} selected row(s) have '{name}' "
+                            "<= 0: compute must be positive; drop or fix them")
+
+
+def _prepare(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
+    """Load, select, aggregate to cells, add compute and error columns."""
+    table = select(load_table(args.table), parse_where(args.where))
+    _check_numbers(table, [C.VALUE], [args.compute, C.GFLOPS_PER_SAMPLE, C.SAMPLES_SEEN])
+    if {C.ARCH, C.SAMPLES_SEEN, C.VALUE, C.METRIC} <= set(table.columns):
+        table = best_per_cell(table)
+    table = add_compute(table, args.compute)
+    table, mode = add_error(table, args.error)
+    return table, mode
+
+
+def _groups(table: pd.DataFrame, group: str | None) -> list[tuple[str, pd.DataFrame]]:
+    if group is not None and group not in table.columns:
+        raise UserError(f"--group column '{group}' is not in the table (columns: "
+                        f"{', '.join(map(str, table.columns))})")
+    groups = ([(str(k), g) for k, g in table.groupby(group, sort=True)] if group
+              else [("all", table)])
+    for label, rows in groups:
+        for column in C.TASK_COLUMNS + C.PROCEDURE_COLUMNS:
+            if column != group and column in rows and rows[column].nunique() > 1:
+                values = ", ".join(map(str, sorted(rows[column].astype(str).unique())[:6]))
+                raise UserError(f"group '{label}' mixes {rows[column].nunique()} values of "
+                                f"'{column}' ({values}): narrow it with --where {column}=VALUE "
+                                f"or split it with --group {column}")
+    return groups
+
+
+def _progress(label: str):
+    def report(done: int, total: int) -> None:
+        print(f"vlscale fit: bootstrap {label}: {done}/{total} resamples", file=sys.stderr,
+              flush=True)
+    return report
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    if args.bootstrap < 0:
+        raise UserError("--bootstrap must be 0 or a positive number of resamples")
+    table, mode = _prepare(args)
+    fits, heldouts = [], []
+    for label, rows in _groups(table, args.group):
+        options = dict(method=args.method, n_bootstrap=args.bootstrap,
+                       bootstrap_over=args.bootstrap_over, seed=args.seed,
+                       confidence=args.confidence, label=label,
+                       progress=_progress(label) if args.bootstrap else None)
+        x, y = rows[args.compute].to_numpy(float), rows["error"].to_numpy(float)
+        if args.holdout_above is not None:
+            result = holdout(x, y, args.holdout_above, args.law, args.frontier, **options)
+            fits.append(result.fit)
+            heldouts.append(result)
+        else:
+            fits.append(fit_curve(x, y, args.law, args.frontier, **options))
+            heldouts.append(None)
+    records = [fit_record(fit, args.predict_at, mode, held) for fit, held in zip(fits, heldouts)]
+    document = {"table": str(args.table), "where": args.where, "compute": args.compute,
+                "error": mode, "law": args.law, "frontier": args.frontier,
+                "method": args.method, "fits": records}
+    comparison = None
+    if len(fits) == 2:
+        comparison = compare(fits[0], fits[1], at=args.predict_at or None,
+                             confidence=args.confidence)
+        document["comparison"] = comparison_record(comparison)
+    print(format_text(records, document.get("comparison")))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+    if args.plot:
+        paths = plot_fits(fits, args.plot, heldout=heldouts, comparison=comparison,
+                          extend_to=max(args.predict_at, default=None),
+                          y_label=f"Error ({mode})")
+        print(f"wrote {', '.join(map(str, paths))}")
+    return 0

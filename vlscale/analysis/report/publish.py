@@ -1,0 +1,50 @@
+"""Attach a sweep's report to its parent MLflow run, reachable from the run page in the UI.
+
+The files go to `ARTIFACT_REPORT_DIR` (the UI's artifact viewer renders the self-contained
+report.html inline). The run gets tags `vlscale.report` (the artifact path) and `vlscale.verdict`,
+and its description (the `mlflow.note.content` tag the UI shows on the run page) a section with a
+link to the report's artifact view and the verdicts; text the user wrote there is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+TAG_REPORT = "vlscale.report"
+TAG_VERDICT = "vlscale.verdict"
+TAG_DESCRIPTION = "mlflow.note.content"
+BEGIN, END = "<!-- vlscale report -->", "<!-- /vlscale report -->"
+
+
+def description(existing: str, experiment_id: str, run_id: str, report_path: str,
+                verdicts: list[str]) -> str:
+    """The run description with the report section replaced (or appended)."""
+    link = f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/{report_path}"
+    lines = [BEGIN, f"**[Comparison report]({link})** (artifact `{report_path}`)", ""]
+    lines += [f"- {text}" for text in verdicts] or ["- no comparison could be made"]
+    section = "\n".join(lines + [END])
+    kept = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), "", existing or "",
+                  flags=re.S).strip()
+    return f"{kept}\n\n{section}" if kept else section
+
+
+def publish(tracking_uri: str, sweep_id: str, out_dir: Path, verdicts: list[str]) -> str | None:
+    """Upload `out_dir` to the sweep's parent run and link it; returns the report's artifact URI,
+    or None when the upload failed (the report stays on disk)."""
+    from mlflow.entities import RunTag
+
+    from vlscale.platform import tracking
+    from vlscale.platform.tracking_store import connect
+
+    parent = tracking.find_sweep_parent(tracking_uri, sweep_id)
+    if parent is None or not parent.log_artifact(out_dir, tracking.ARTIFACT_REPORT_DIR):
+        return None
+    client, _ = connect(tracking_uri)
+    report_path = f"{tracking.ARTIFACT_REPORT_DIR}/report.html"
+    existing = client.get_run(parent.run_id).data.tags.get(TAG_DESCRIPTION, "")
+    text = description(existing, parent.experiment_id, parent.run_id, report_path, verdicts)
+    client.log_batch(parent.run_id, tags=[
+        RunTag(TAG_DESCRIPTION, text), RunTag(TAG_REPORT, report_path),
+        RunTag(TAG_VERDICT, " | ".join(verdicts)[:5000] or "no comparison")])
+    return f"runs:/{parent.run_id}/{report_path}"

@@ -1,0 +1,155 @@
+"""`vlscale report` and `vlscale export`: the comparison report and the results table of a sweep.
+
+SOURCE is a table when it is an existing file (or ends in .csv / .parquet), otherwise a sweep id
+in the tracking store (`--tracking-uri`, else `$MLFLOW_TRACKING_URI`, else the embedded store).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vlscale.analysis.axes import ERROR_MODES
+from vlscale.analysis.frontier import FRONTIER_METHODS
+from vlscale.analysis.laws import LAWS
+from vlscale.analysis.table import parse_where
+from vlscale.errors import UserError
+
+REPORT_EXAMPLES = """\
+examples:
+  vlscale report my-sweep --out report/            # a sweep in the tracking store
+  vlscale report lscomp_overview_best_per_cell.csv --out nezhurina/ \\
+      --where downstream_dataset=imagenet1k --where metric=acc1 --where lr_scheduler=cosine \\
+      --group model_type                           # one comparison per pretrain_dataset
+
+The report answers "which procedure scales better, and how sure are we": per procedure the
+points, frontier and fitted law with bootstrap bands, the coefficients with intervals, held-out
+validation, the comparison (crossover, compute multipliers, exponent difference, a verdict that
+says when the evidence is insufficient), compute-optimal samples seen, the grid's state and cost,
+and which cells to train next. When procedure columns other than --group vary inside a group
+(e.g. two pre-training datasets), there is one comparison per combination of them."""
+
+
+def _source_help() -> str:
+    return ("a sweep id in the tracking store, or a results table (.csv / .parquet) such as a "
+            "`vlscale export` output")
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI, else the embedded "
+                             "SQLite store under $VLSCALE_HOME or ./.vlscale)")
+    parser.add_argument("--experiment", default=None,
+                        help="MLflow experiment to search (default: all)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="read every run from the store again (default: reuse the cache "
+                             "of unchanged runs under $VLSCALE_HOME/cache)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser(
+        "report", help="write the comparison report (HTML + JSON + plots) of a sweep or table",
+        description="Fit, validate and compare the scaling laws of each procedure and write a "
+                    "self-contained HTML report, report.json and the figures to --out. A "
+                    "sweep's report is also attached to its parent MLflow run.",
+        epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("source", metavar="SWEEP|TABLE", help=_source_help())
+    report.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    report.add_argument("--task", help="downstream task (default: zeroshot if present, else "
+                                       "the first)")
+    report.add_argument("--metric", help="metric of the task (default: acc1 if present, else "
+                                         "the first)")
+    report.add_argument("--group", metavar="COL",
+                        help="column to compare (default: procedure if present, else "
+                             "model_type)")
+    report.add_argument("--where", action="append", default=[], metavar="COL=V[,V...]",
+                        help="keep rows whose COL is one of the values (repeatable)")
+    report.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                        help="bootstrap resamples per fit (default 200)")
+    report.add_argument("--target-compute", type=float, metavar="C",
+                        help="compute (GFLOPs) to extrapolate the comparison to and to score "
+                             "next cells at (default: 10x the largest measured)")
+    report.add_argument("--error", choices=ERROR_MODES,
+                        help="error from the value: 1-value (accuracy, recall) or value (loss); "
+                             "default: inferred from the metric's name")
+    report.add_argument("--law", choices=list(LAWS), default="saturating4",
+                        help="law to fit (default saturating4: a (C + b)^c + d)")
+    report.add_argument("--frontier", choices=FRONTIER_METHODS, default="pareto_bin",
+                        help="points to fit (default pareto_bin)")
+    report.add_argument("--confidence", type=float, default=0.95,
+                        help="interval level (default 0.95)")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    report.add_argument("--no-publish", action="store_true",
+                        help="do not attach a sweep's report to its parent MLflow run")
+    _store_arguments(report)
+    report.set_defaults(func=run_report)
+
+    export = subparsers.add_parser(
+        "export", help="write a sweep's results table (one row per evaluation) to a file",
+        description="Write the results table of a sweep (one row per evaluated checkpoint, "
+                    "task and metric; the input of `vlscale fit` and `vlscale report`) as "
+                    "parquet or CSV. Example: vlscale export my-sweep --out results.parquet")
+    export.add_argument("sweep", metavar="SWEEP", help="sweep id in the tracking store")
+    export.add_argument("--out", required=True, metavar="FILE",
+                        help="output file: .parquet or .csv")
+    export.add_argument("--runs", metavar="FILE",
+                        help="also write one row per run (status, compute, accelerator hours)")
+    _store_arguments(export)
+    export.set_defaults(func=run_export)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.bootstrap < 0:
+        raise UserError("--bootstrap must be 0 or a positive number of resamples")
+    if not 0 < args.confidence < 1:
+        raise UserError(f"--confidence must be between 0 and 1, got {args.confidence}")
+    if args.target_compute is not None and args.target_compute <= 0:
+        raise UserError("--target-compute must be a positive number of GFLOPs")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from vlscale.analysis.report import write_report
+    from vlscale.analysis.runs import read_source
+
+    _check_options(args)
+    where = parse_where(args.where)
+    results = read_source(args.source, args.tracking_uri, experiment=args.experiment,
+                          cache=not args.no_cache)
+    result = write_report(results, args.out, task=args.task, metric=args.metric,
+                          group=args.group, where=where, bootstrap=args.bootstrap,
+                          target_compute=args.target_compute, law=args.law,
+                          frontier=args.frontier, confidence=args.confidence, seed=args.seed,
+                          error=args.error, publish=not args.no_publish)
+    print(result.verdict)
+    print(f"wrote {result.html}, {result.json} and {len(result.figures)} figure files")
+    if result.artifact_uri:
+        print(f"attached to the sweep's MLflow run: {result.artifact_uri}")
+    return 0
+
+
+def _write(table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from vlscale.analysis.runs import load_results
+
+    out = Path(args.out)
+    for target in filter(None, (out, args.runs and Path(args.runs))):
+        if target.suffix.lower() not in (".parquet", ".csv"):
+            raise UserError(f"cannot write '{target}': give a .parquet or .csv file name")
+    results = load_results(args.tracking_uri, args.sweep, experiment=args.experiment,
+                           cache=not args.no_cache)
+    if results.table.empty:
+        raise UserError(f"sweep '{args.sweep}' has {len(results.runs)} cell run(s) but no "
+                        "evaluations yet: nothing to export")
+    _write(results.table, out)
+    print(f"wrote {len(results.table)} rows ({results.table['run_id'].nunique()} runs) to {out}")
+    if args.runs:
+        _write(results.runs, Path(args.runs))
+        print(f"wrote {len(results.runs)} runs to {args.runs}")
+    return 0

@@ -1,0 +1,407 @@
+"""The results table from the tracking server: one row per evaluated checkpoint, task and metric.
+
+`load_runs(tracking_uri, sweep)` turns a sweep's cell runs into the table `fit_law` takes (the
+columns of `columns`, plus the procedure, hyper-parameters, cell hash, run id and status of each
+run); `load_results` also returns one row per run (status, compute, accelerator hours) and the
+grid the sweep declared (`grid.json` on its parent run), which the report needs to tell failed
+and missing cells apart. `read_source` does the same for a CSV/parquet table, so published tables
+and exports go through the same path.
+
+Why a cache: reading the store is the slow part, not the analysis. Listing costs ~5 ms per run
+on SQLite (MLflow builds an ORM object per param, tag and metric), and the evaluated checkpoints
+of a constant-LR run live in metric histories (~0.1 s per run). The cache (parquet under
+`settings.state_dir()/cache`) keeps every run's rows with a fingerprint (end time, status,
+heartbeat), and a later load only asks the store for what can have changed since: runs still
+running, runs that ended since the previous load (minus `CLOCK_SKEW_S`, for clocks of other
+nodes) and deleted runs. Unchanged runs are never read again, so a notebook re-run costs a few
+small queries. `refresh=True` rebuilds from scratch (e.g. after restoring a deleted run).
+
+`vlscale.platform.tracking` (and with it MLflow, ~1 s to import) is imported only by the
+functions that read a store: a table-only user never pays for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vlscale import settings
+from vlscale.analysis import columns as C
+from vlscale.analysis.table import load_table
+from vlscale.errors import UserError
+
+PROCEDURE = "procedure"
+"""Procedure name (the cell's `vlscale.procedure` tag): the default comparison group."""
+CELL_HASH, RUN_NAME, SWEEP_ID, STATUS = "cell_hash", "run_name", "sweep_id", "status"
+RUN_SAMPLES_SEEN = "run_samples_seen"
+"""The run's training length (`train.samples_seen`); `samples_seen` is the evaluated point's."""
+TOTAL_GFLOPS, ACCELERATOR_HOURS, WALL_TIME_S = "total_gflops", "accelerator_hours", "wall_time_s"
+HYPERPARAMETERS: dict[str, str] = {
+    "lr": "train.lr", "global_batch": "train.global_batch", "weight_decay": "train.weight_decay",
+    "seed": "train.seed", "caption_weight": "model.caption_weight",
+    "contrastive_weight": "model.contrastive_weight"}
+"""Hyper-parameter columns of the table and the run params they come from."""
+TABLE_COLUMNS: tuple[str, ...] = (
+    C.DOWNSTREAM_DATASET, C.METRIC, C.VALUE, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, C.GFLOPS_TOTAL,
+    C.CHECKPOINT_SAMPLES, C.IS_FINAL, C.WARMUP_SAMPLES, C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET,
+    C.LR_SCHEDULER, PROCEDURE, *HYPERPARAMETERS, RUN_SAMPLES_SEEN, CELL_HASH, C.RUN_ID, RUN_NAME,
+    SWEEP_ID, STATUS)
+RUNS_COLUMNS: tuple[str, ...] = (
+    C.RUN_ID, RUN_NAME, CELL_HASH, SWEEP_ID, PROCEDURE, C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET,
+    C.LR_SCHEDULER, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, TOTAL_GFLOPS, ACCELERATOR_HOURS,
+    WALL_TIME_S, STATUS, "n_eval_points", "error", "start_time", "end_time", "fingerprint")
+CACHE_VERSION = 1
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+CLOCK_SKEW_S = 900.0
+HISTORY_THREADS = 8
+"""Parallel metric-history reads: they are round trips, which a tracking server serves in
+parallel (on SQLite they are CPU-bound and gain little)."""
+
+
+@dataclass(frozen=True, eq=False)
+class SweepResults:
+    """A results table with where it came from. For a table file, `runs` and `grid` are None."""
+
+    table: pd.DataFrame
+    """One row per evaluated checkpoint x task x metric (`TABLE_COLUMNS` for a sweep)."""
+    runs: pd.DataFrame | None = None
+    """One row per cell run (`RUNS_COLUMNS`), including runs without evaluations."""
+    grid: pd.DataFrame | None = None
+    """Every cell the sweep declared (`grid.json`); None when the sweep did not log one."""
+    source: str = ""
+    """The table's path, or the tracking URI."""
+    sweep_id: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    cache: str = "off"
+    """off, miss (built from the store), hit (nothing changed) or updated (some runs re-read)."""
+    runs_read: int = 0
+    """Runs whose rows were (re)built from the store by this load."""
+
+
+def load_runs(tracking_uri: str | None = None, sweep: str | None = None, *,
+              experiment: str | None = None, cache: bool = True,
+              refresh: bool = False) -> pd.DataFrame:
+    """The results table of a sweep (or of every cell run in `experiment`, or in the store).
+
+    One row per evaluated checkpoint, task and metric: a cosine run contributes its final
+    evaluation, a constant-LR run every evaluated checkpoint at its own samples seen.
+    `gflops_total` = the logged `gflops_per_sample` x the evaluated point's samples seen.
+    """
+    return load_results(tracking_uri, sweep, experiment=experiment, cache=cache,
+                        refresh=refresh).table
+
+
+def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
+                 experiment: str | None = None, cache: bool = True,
+                 refresh: bool = False) -> SweepResults:
+    """`load_runs` plus one row per run and the sweep's declared grid (see `SweepResults`)."""
+    from vlscale.platform import tracking, tracking_store
+
+    client, uri = tracking_store.connect(tracking_uri)
+    parent = None
+    if sweep is not None:
+        parent = tracking.find_sweep_parent(uri, sweep, experiment_name=experiment)
+        if parent is None:
+            known = ", ".join(_sweep_ids(client, tracking_store.experiment_ids(client))[-12:])
+            raise UserError(f"no sweep '{sweep}' in the tracking store {uri} (sweeps there: "
+                            f"{known or 'none'}); check the id or pass --tracking-uri")
+    ids = tracking_store.experiment_ids(client, experiment)
+    if experiment is not None and not ids:
+        raise UserError(f"no MLflow experiment '{experiment}' in {uri}")
+    started = time.time()
+    path = _cache_path(uri, sweep, experiment)
+    identity = {"version": CACHE_VERSION, "uri": uri, "sweep": sweep, "experiment": experiment,
+                "parent_run_id": parent.run_id if parent else None, "experiment_ids": ids}
+    cached = _read_cache(path, identity) if cache and not refresh else None
+    if cached is None:
+        records = tracking.list_cell_runs(uri, sweep, experiment_name=experiment)
+        old_table, old_runs, gone = _empty(TABLE_COLUMNS), _empty(RUNS_COLUMNS), set()
+    else:
+        old_table, old_runs, checked_at = cached
+        since_ms = int((checked_at - CLOCK_SKEW_S) * 1000)
+        records = _changed_records(client, ids, sweep, since_ms)
+        gone = _deleted_run_ids(client, ids, sweep) & set(old_runs[C.RUN_ID])
+    known = dict(zip(old_runs[C.RUN_ID], old_runs["fingerprint"]))
+    changed = [r for r in records if _fingerprint(r) != known.get(r.run_id)]
+    table_parts, run_rows = _build(uri, changed)
+    drop = {r.run_id for r in changed} | gone
+    table = _concat([old_table[~old_table[C.RUN_ID].isin(drop)], *table_parts], TABLE_COLUMNS)
+    runs = _concat([old_runs[~old_runs[C.RUN_ID].isin(drop)], pd.DataFrame(run_rows)],
+                   RUNS_COLUMNS)
+    table, runs = _refresh_states(table, runs, records)
+    table, runs = _typed(table, TABLE_COLUMNS), _typed(runs, RUNS_COLUMNS)
+    if cache:  # the tables only when a run was re-listed (its state may have changed)
+        _write_cache(path, identity | {"checked_at": started}, table, runs,
+                     tables=cached is None or bool(records or gone))
+    state = "off" if not cache else ("miss" if cached is None else
+                                     ("updated" if changed or gone else "hit"))
+    grid = _read_grid(client, parent.run_id) if parent else None
+    return SweepResults(table, runs, grid, uri, sweep, parent.experiment_id if parent else None,
+                        parent.run_id if parent else None, state, len(changed))
+
+
+def list_sweeps(tracking_uri: str | None = None) -> list[str]:
+    """The sweep ids in the store, oldest first (the notebook's default is the newest)."""
+    from vlscale.platform import tracking_store
+
+    client, _ = tracking_store.connect(tracking_uri)
+    return _sweep_ids(client, tracking_store.experiment_ids(client))
+
+
+def read_source(source: str | Path | pd.DataFrame | SweepResults,
+                tracking_uri: str | None = None, **options: Any) -> SweepResults:
+    """A table (DataFrame, or an existing .csv/.parquet path) or a sweep id in the store."""
+    if isinstance(source, SweepResults):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return SweepResults(source, source="DataFrame")
+    if Path(source).is_file() or Path(source).suffix.lower() in (".csv", ".parquet", ".pq"):
+        return SweepResults(load_table(source), source=str(source))
+    return load_results(tracking_uri, str(source), **options)
+
+
+# --- one run -> rows -----------------------------------------------------------------------------
+
+def _build(uri: str, records: list) -> tuple[list[pd.DataFrame], list[dict]]:
+    """Rows of each record; metric histories only for runs evaluated at several points."""
+    from vlscale.platform import tracking
+
+    several = [r for r in records if r.latest_eval() and _several_eval_points(r.params)]
+    with ThreadPoolExecutor(HISTORY_THREADS) as pool:
+        histories = dict(zip([r.run_id for r in several],
+                             pool.map(lambda r: tracking.read_eval_history(uri, r.run_id),
+                                      several)))
+    parts, runs = [], []
+    for record in records:
+        points = histories.get(record.run_id, record.latest_eval())
+        run = _run_row(record, points)
+        runs.append(run)
+        if points:
+            parts.append(_eval_rows(record, run, points))
+    return parts, runs
+
+
+def _several_eval_points(params: dict[str, str]) -> bool:
+    if params.get("train.schedule", "") in C.CONSTANT_SCHEDULES:
+        return True
+    try:
+        return len(json.loads(params.get("train.eval_points", "[]"))) > 1
+    except ValueError:
+        return True  # unreadable: read the history rather than miss points
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _run_row(record, points: list) -> dict[str, Any]:
+    params, metrics = record.params, record.metrics
+    model_type = params.get("model.model_type", "")
+    dataset, schedule = params.get("data.name", ""), params.get("train.schedule", "")
+    gflops = _number(metrics.get("gflops_per_sample"))
+    samples = _number(params.get("train.samples_seen"))
+    return {
+        C.RUN_ID: record.run_id, RUN_NAME: record.run_name, CELL_HASH: record.cell_hash,
+        SWEEP_ID: record.sweep_id or "",
+        PROCEDURE: record.tags.get("vlscale.procedure") or f"{model_type}-{dataset}-{schedule}",
+        C.MODEL_TYPE: model_type, C.ARCH: params.get("model.arch", ""),
+        C.PRETRAIN_DATASET: dataset, C.LR_SCHEDULER: schedule, C.SAMPLES_SEEN: samples,
+        C.GFLOPS_PER_SAMPLE: gflops,
+        TOTAL_GFLOPS: _number(metrics.get("total_gflops", gflops * samples)),
+        ACCELERATOR_HOURS: _number(metrics.get("accelerator_hours")),
+        WALL_TIME_S: _number(metrics.get("wall_time_s")), STATUS: record.state(),
+        "n_eval_points": len({p.samples_seen for p in points}),
+        "error": record.tags.get("vlscale.error", ""),
+        "start_time": _number(record.start_time), "end_time": _number(record.end_time),
+        "fingerprint": _fingerprint(record)}
+
+
+def _eval_rows(record, run: dict[str, Any], points: list) -> pd.DataFrame:
+    params = record.params
+    frame = pd.DataFrame(points, columns=[C.DOWNSTREAM_DATASET, C.METRIC, C.SAMPLES_SEEN,
+                                          C.VALUE])
+    frame[C.SAMPLES_SEEN] = frame[C.SAMPLES_SEEN].astype(float)
+    frame[C.GFLOPS_PER_SAMPLE] = run[C.GFLOPS_PER_SAMPLE]
+    frame[C.GFLOPS_TOTAL] = run[C.GFLOPS_PER_SAMPLE] * frame[C.SAMPLES_SEEN]
+    frame[C.CHECKPOINT_SAMPLES] = frame[C.SAMPLES_SEEN]
+    frame[C.IS_FINAL] = frame[C.SAMPLES_SEEN] == run[C.SAMPLES_SEEN]
+    frame[C.WARMUP_SAMPLES] = _number(params.get("train.warmup_samples", 0))
+    for column in (C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET, C.LR_SCHEDULER, PROCEDURE,
+                   CELL_HASH, C.RUN_ID, RUN_NAME, SWEEP_ID, STATUS):
+        frame[column] = run[column]
+    for column, param in HYPERPARAMETERS.items():
+        frame[column] = _number(params.get(param))
+    frame[RUN_SAMPLES_SEEN] = run[C.SAMPLES_SEEN]
+    return frame
+
+
+def _fingerprint(record) -> str:
+    """Changes whenever a run logs anything (the heartbeat tag) or ends (status, end time)."""
+    return (f"{record.end_time}|{record.mlflow_status}|{record.status}|{record.heartbeat}|"
+            f"{record.tags.get('vlscale.attempts', '')}")
+
+
+def _refresh_states(table: pd.DataFrame, runs: pd.DataFrame,
+                    records: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Re-derive the state of the runs just listed (a silent running run turns stale)."""
+    states = {r.run_id: r.state() for r in records}
+    if states:
+        for frame in (table, runs):
+            listed = frame[C.RUN_ID].isin(states)
+            frame.loc[listed, STATUS] = frame.loc[listed, C.RUN_ID].map(states)
+    table = table.sort_values([PROCEDURE, C.ARCH, C.SAMPLES_SEEN, C.DOWNSTREAM_DATASET, C.METRIC,
+                               C.RUN_ID], kind="stable", ignore_index=True)
+    runs = runs.sort_values(["start_time", C.RUN_ID], kind="stable", ignore_index=True)
+    return table, runs
+
+
+def _empty(names: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in names})
+
+
+def _concat(frames: list[pd.DataFrame], names: tuple[str, ...]) -> pd.DataFrame:
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else _empty(names)
+
+
+def _typed(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """Fixed column order and dtypes, so a cached table equals a freshly built one."""
+    frame = frame.reindex(columns=list(names)).copy()
+    for name in names:
+        if name == C.IS_FINAL:
+            frame[name] = frame[name].astype(bool)
+        elif name in (C.VALUE, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, C.GFLOPS_TOTAL,
+                      C.CHECKPOINT_SAMPLES, C.WARMUP_SAMPLES, RUN_SAMPLES_SEEN, TOTAL_GFLOPS,
+                      ACCELERATOR_HOURS, WALL_TIME_S, "start_time", "end_time",
+                      *HYPERPARAMETERS):
+            frame[name] = frame[name].astype(float)
+        elif name == "n_eval_points":
+            frame[name] = frame[name].astype(int)
+        else:
+            frame[name] = frame[name].fillna("").astype(str).astype(object)
+    return frame
+
+
+# --- store queries beyond `tracking.list_cell_runs` -------------------------------------------
+
+def _cell_query(sweep: str | None) -> str:
+    from vlscale.platform import tracking
+
+    query = f"tags.`{tracking.TAG_KIND}` = '{tracking.KIND_CELL}'"
+    if sweep is not None:
+        query += f" AND tags.`{tracking.TAG_SWEEP_ID}` = {tracking.quote(sweep)}"
+    return query
+
+
+def _changed_records(client, ids: list[str], sweep: str | None, since_ms: int) -> list:
+    """Cell runs that may differ from the cache: running ones and those ended since `since_ms`.
+    (`tracking._record` is the ledger's own conversion; `list_cell_runs` has no filter.)"""
+    from vlscale.platform import tracking
+    from vlscale.platform.tracking_store import search_all_runs
+
+    found = {}
+    for clause in ("attributes.status = 'RUNNING'", f"attributes.end_time >= {since_ms}"):
+        for run in search_all_runs(client, ids, f"{_cell_query(sweep)} AND {clause}"):
+            found[run.info.run_id] = tracking._record(run)
+    return list(found.values())
+
+
+def _deleted_run_ids(client, ids: list[str], sweep: str | None) -> set[str]:
+    from mlflow.entities import ViewType
+
+    deleted, token = set(), None
+    while ids:
+        page = client.search_runs(ids, _cell_query(sweep), run_view_type=ViewType.DELETED_ONLY,
+                                  max_results=1000, page_token=token)
+        deleted |= {run.info.run_id for run in page}
+        token = page.token
+        if not token:
+            break
+    return deleted
+
+
+def _sweep_ids(client, ids: list[str]) -> list[str]:
+    from vlscale.platform import tracking
+    from vlscale.platform.tracking_store import search_all_runs
+
+    query = f"tags.`{tracking.TAG_KIND}` = '{tracking.KIND_SWEEP}'"
+    found = [run.data.tags.get(tracking.TAG_SWEEP_ID, "")
+             for run in search_all_runs(client, ids, query)]  # oldest first
+    return [sweep for sweep in dict.fromkeys(found) if sweep]
+
+
+def _read_grid(client, parent_run_id: str) -> pd.DataFrame | None:
+    """The cells the sweep declared (`grid.json` on its parent run), or None if not logged."""
+    from vlscale.platform import tracking
+
+    quiet = PROGRESS_BAR_ENV not in os.environ
+    if quiet:  # MLflow draws a progress bar for every download, even of one small file
+        os.environ[PROGRESS_BAR_ENV] = "false"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(parent_run_id, tracking.ARTIFACT_GRID, tmp)
+            cells = json.loads(Path(local).read_text())
+        except Exception:  # noqa: BLE001 - absent or unreadable: the report says "no grid"
+            return None
+        finally:
+            if quiet:
+                os.environ.pop(PROGRESS_BAR_ENV, None)
+    rows = []
+    for cell in cells if isinstance(cells, list) else []:
+        spec = cell.get("cell") or cell.get("spec") or cell
+        data, train = spec.get("data") or {}, spec.get("train") or {}
+        rows.append({CELL_HASH: cell.get("cell_hash", ""), RUN_NAME: cell.get("run_name", ""),
+                     PROCEDURE: cell.get("procedure", ""),
+                     C.MODEL_TYPE: cell.get("model_type", ""), C.ARCH: cell.get("arch", ""),
+                     C.PRETRAIN_DATASET: data.get("name", ""),
+                     C.LR_SCHEDULER: train.get("schedule", ""),
+                     C.SAMPLES_SEEN: _number(cell.get("samples_seen")),
+                     C.GFLOPS_PER_SAMPLE: _number(cell.get("gflops_per_sample"))})
+    return pd.DataFrame(rows) if rows else None
+
+
+# --- cache files -----------------------------------------------------------------------------
+
+def _cache_path(uri: str, sweep: str | None, experiment: str | None) -> Path:
+    key = hashlib.sha256(json.dumps([uri, sweep, experiment]).encode()).hexdigest()[:20]
+    return settings.state_dir() / "cache" / f"runs-{key}"
+
+
+def _read_cache(path: Path, identity: dict) -> tuple[pd.DataFrame, pd.DataFrame, float] | None:
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        if {k: meta.get(k) for k in identity} != identity:
+            return None  # another store behind the same URI, or the sweep was re-created
+        table = pd.read_parquet(path.with_suffix(".table.parquet"))
+        runs = pd.read_parquet(path.with_suffix(".runs.parquet"))
+    except (OSError, ValueError):
+        return None
+    return _typed(table, TABLE_COLUMNS), _typed(runs, RUNS_COLUMNS), float(meta["checked_at"])
+
+
+def _write_cache(path: Path, meta: dict, table: pd.DataFrame, runs: pd.DataFrame,
+                 tables: bool = True) -> None:
+    """Write the files, each atomically (a concurrent reader sees old or new ones; the
+    metadata goes last, so a reader never trusts tables older than it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writers = [(".table.parquet", lambda p: table.to_parquet(p, index=False)),
+               (".runs.parquet", lambda p: runs.to_parquet(p, index=False))] if tables else []
+    for suffix, write in writers + [(".json", lambda p: Path(p).write_text(json.dumps(meta)))]:
+        target = path.with_suffix(suffix)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=target.name + ".")
+        os.close(handle)
+        write(temporary)
+        os.replace(temporary, target)

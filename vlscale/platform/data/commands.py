@@ -1,0 +1,126 @@
+"""`vlscale data synth | fashion | import | check`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+LAYOUT_HELP = ("writes OUT/train (training shards), OUT/eval (held-out captioned shards) and "
+               "OUT/zeroshot (labelled classification shards), each with its dataset.json")
+
+
+def register(subparsers: Any) -> None:
+    data = subparsers.add_parser(
+        "data", help="write, import and check parquet training shards",
+        description="Write training shards (img2dataset parquet layout + dataset.json), import "
+                    "existing img2dataset / webdataset shards, or check a shard folder.")
+    commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    synth = commands.add_parser(
+        "synth", help="procedural shapes scenes with captions (deterministic for a seed)",
+        description=f"Render 1-3 shapes on textured backgrounds with alt-text-like captions; "
+                    f"{LAYOUT_HELP}.")
+    synth.add_argument("out", metavar="OUT", help="output folder (must be empty or absent)")
+    synth.add_argument("--samples", type=int, required=True, help="training rows to write")
+    synth.add_argument("--image-size", type=int, default=32, help="image side in pixels (32)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    synth.add_argument("--eval-samples", type=int, default=10_000,
+                       help="held-out captioned rows (10000; 0 to skip)")
+    synth.add_argument("--zeroshot-samples", type=int, default=10_000,
+                       help="labelled one-object rows, 80 colour x shape classes (10000; 0 skips)")
+    _common_writer_options(synth)
+    synth.set_defaults(func=_synth)
+
+    fashion = commands.add_parser(
+        "fashion", help="Fashion-MNIST items composed into captioned scenes",
+        description=f"Compose tinted Fashion-MNIST items into captioned scenes (training items "
+                    f"for OUT/train, test items for OUT/eval, every test item labelled for "
+                    f"OUT/zeroshot); {LAYOUT_HELP}. Needs Debian's dataset-fashion-mnist.")
+    fashion.add_argument("out", metavar="OUT", help="output folder (must be empty or absent)")
+    fashion.add_argument("--source", help="folder with the idx files (default: "
+                                          "$VLSCALE_FASHION_MNIST or /usr/share/datasets/"
+                                          "fashion-mnist)")
+    fashion.add_argument("--samples", type=int, default=60_000, help="training scenes (60000)")
+    fashion.add_argument("--eval-samples", type=int, default=10_000,
+                         help="held-out scenes from test items (10000; 0 to skip)")
+    fashion.add_argument("--image-size", type=int, default=64, help="image side in pixels (64)")
+    fashion.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    _common_writer_options(fashion)
+    fashion.set_defaults(func=_fashion)
+
+    importer = commands.add_parser(
+        "import", help="convert img2dataset parquet or webdataset tar shards",
+        description="Stream a folder of img2dataset parquet shards or webdataset tars "
+                    "({key}.jpg + {key}.txt) into our shards; rows without a success status, "
+                    "image or caption are dropped and counted.")
+    importer.add_argument("source", metavar="SRC", help="folder of .parquet or .tar shards")
+    importer.add_argument("out", metavar="OUT", help="output folder (must be empty or absent)")
+    importer.add_argument("--no-verify", dest="verify", action="store_false",
+                          help="do not decode every image (faster; bad images are then skipped "
+                               "at training time, and resuming needs a counting pass)")
+    importer.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    importer.set_defaults(func=_import)
+
+    check = commands.add_parser(
+        "check", help="schema, row count, decodable images and caption lengths of a shard folder",
+        description="Read a shard folder (or URL) and report its schema, rows, usable rows, "
+                    "decodable-image ratio and a caption-length histogram.")
+    check.add_argument("path", metavar="DIR", help="shard folder or URL (s3://...)")
+    check.add_argument("--max-rows", type=int, default=None,
+                       help="check only the first N rows (default: all)")
+    check.set_defaults(func=_check)
+
+
+def _common_writer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None,
+                        help="writer processes (default: the available CPUs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+
+
+def _summary(manifests: dict[str, dict[str, Any]], out: str, began: float) -> int:
+    for split, manifest in manifests.items():
+        print(f"{out}/{split}: {manifest['num_rows']} rows in {len(manifest['shards'])} shard(s)")
+    print(f"done in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from vlscale.platform.data.synth import write_synth
+
+    began = time.perf_counter()
+    manifests = write_synth(args.out, samples=args.samples, image_size=args.image_size,
+                            seed=args.seed, eval_samples=args.eval_samples,
+                            zeroshot_samples=args.zeroshot_samples, workers=args.workers,
+                            overwrite=args.overwrite)
+    return _summary(manifests, args.out, began)
+
+
+def _fashion(args: argparse.Namespace) -> int:
+    from vlscale.platform.data.fashion import write_fashion
+
+    began = time.perf_counter()
+    manifests = write_fashion(args.out, source=args.source, samples=args.samples,
+                              eval_samples=args.eval_samples, image_size=args.image_size,
+                              seed=args.seed, workers=args.workers, overwrite=args.overwrite)
+    return _summary(manifests, args.out, began)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from vlscale.platform.data.importer import import_shards
+
+    began = time.perf_counter()
+    manifest = import_shards(args.source, args.out, verify=args.verify, overwrite=args.overwrite)
+    skipped = ", ".join(f"{k}={v}" for k, v in sorted(manifest["skipped"].items())) or "none"
+    print(f"{args.out}: {manifest['num_rows']} rows in {len(manifest['shards'])} shard(s); "
+          f"skipped: {skipped}")
+    print(f"done in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from vlscale.platform.data.check import check_shards
+
+    report = check_shards(args.path, max_rows=args.max_rows)
+    print(report.render())
+    return 0 if report.usable else 1
