@@ -21,6 +21,21 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and all its descendants (the local Ray cluster's processes)."""
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def baseline(shards, spec, samples: int, batch: int) -> float:
     """Single-process loop: read row group, PIL-decode + resize, tokenize, normalise; samples/s."""
     import numpy as np
@@ -92,30 +107,42 @@ def main() -> None:
     init = ray_init_kwargs(args.cpus)
     ray.init(address="local", include_dashboard=False, log_to_driver=False, **init)
     cpus = int(ray.cluster_resources()["CPU"])
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start "
+          "(other processes compete with both measurements)")
     print(f"shards: {args.shards} ({shards.num_rows} rows, source images "
           f"{shards.manifest.get('image_size', '?')} px) -> {args.image_size} px; "
           f"{args.samples} samples per run, global batch {args.global_batch}; Ray: {cpus} CPUs, "
           f"object store {init['object_store_memory'] / 2**20:.0f} MiB")
 
     pipeline(shards, spec, 2 * args.global_batch, args.global_batch)  # start Ray's workers
-    singles, runs = [], []
+    singles, runs, cpu_single, cpu_pipeline = [], [], [], []
     for repeat in range(args.repeats):  # alternate, so that load from elsewhere hits both
+        began = time.process_time()
         singles.append(baseline(shards, spec, args.samples, args.global_batch))
+        cpu_single.append((time.process_time() - began) / args.samples)
+        began = cpu_seconds()
         runs.append(pipeline(shards, spec, args.samples, args.global_batch, seed=repeat))
+        cpu_pipeline.append((cpu_seconds() - began) / args.samples)
     single = statistics.median(singles)
-    steady, first, wait, total = (statistics.median(values) for values in zip(*runs))
+    steady, first, wait, total = sorted(runs)[len(runs) // 2]  # the run of median throughput
     print(f"single-process PIL loop : {single:9.0f} samples/s   "
           f"(runs: {', '.join(f'{v:.0f}' for v in singles)})")
     print(f"Ray Data pipeline       : {steady:9.0f} samples/s after the first batch "
           f"(runs: {', '.join(f'{r[0]:.0f}' for r in runs)}); "
           f"{args.samples / total:.0f}/s including the {first:.2f} s to the first batch")
     print(f"ratio pipeline / single : {steady / single:9.2f}x  (target >= 1.5x on 2 cores)")
-    print(f"consumer waiting (consume only): {wait:.2f} s of {total - first:.2f} s")
+    per_single, per_pipeline = (1e6 * statistics.median(v) for v in (cpu_single, cpu_pipeline))
+    print(f"CPU per sample          : single {per_single:.0f} us; pipeline {per_pipeline:.0f} us "
+          f"(all processes: tasks, consumer, Ray) -> on {cpus} otherwise idle CPUs the ratio "
+          f"would be about {cpus * per_single / per_pipeline:.2f}x")
+    print(f"consumer waiting (consume only, median run): {wait:.2f} s of {total - first:.2f} s "
+          "after the first batch")
     step = (args.step_ms / 1000 if args.step_ms is not None else args.global_batch / single)
     _, _, wait, total = pipeline(shards, spec, args.samples, args.global_batch, step)
     steps = -(-args.samples // args.global_batch)
     print(f"consumer waiting with a {step * 1000:.0f} ms step per batch: {wait:.2f} s of "
           f"{total:.2f} s ({wait / total:.0%}; {1000 * wait / steps:.1f} ms per step)")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     ray.shutdown()
     if workdir:
         import shutil

@@ -119,6 +119,12 @@ def test_one_comparison_per_value_of_the_other_procedure_columns(tmp_path):
     assert all(v.winner == "mammut" for v in result.verdicts)
 
 
+def test_a_table_with_total_compute_only(tmp_path):
+    table = synthetic_table((CLIP, MAMMUT), seed=1).drop(columns=["gflops_per_sample"])
+    (verdict,) = write_report(table, tmp_path, **QUICK).verdicts
+    assert verdict.winner == "mammut-synth"
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.drop(columns=["arch"]), "lacks column(s) arch"),
     (lambda t: t.drop(columns=["gflops_per_sample", "gflops_total"]), "gflops_per_sample"),

@@ -8,7 +8,7 @@ import json
 import pytest
 from mlflow import MlflowClient
 
-from vlscale.analysis import write_report
+from vlscale.analysis import load_runs, write_report
 from vlscale.analysis.report.publish import TAG_DESCRIPTION, TAG_REPORT
 from vlscale.analysis.report.synthetic import CLIP, MAMMUT, write_synthetic_sweep
 from vlscale.cli import main
@@ -65,7 +65,17 @@ def test_write_report_reads_a_sweep_id_from_the_store(store, tmp_path):
     assert result.artifact_uri is None and result.html.exists()
     (verdict,) = result.verdicts
     assert verdict.metric == "image_to_text_r1"  # no acc1 in retrieval: the task's first metric
-    assert verdict.winner == "mammut-synth"
+    assert verdict.winner == "mammut-synth" and str(verdict) == verdict.text
+
+
+def test_the_sweep_driver_passes_its_table_and_sweep_run(store, tmp_path):
+    """As `vlscale.platform.sweep` calls it: the table from `load_runs` plus the SweepRun."""
+    sweep = tracking.find_sweep_parent(store, "sweep-r")
+    table = load_runs(sweep.tracking_uri, sweep="sweep-r")
+    result = write_report(table, tmp_path, sweep=sweep, bootstrap=30, progress=None)
+    assert result.artifact_uri == f"runs:/{sweep.run_id}/report/report.html"
+    document = json.loads(result.json.read_text())
+    assert document["source"]["sweep_id"] == "sweep-r" and document["grid"]["declared"]
 
 
 @pytest.mark.parametrize("sweep, message", [

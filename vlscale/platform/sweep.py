@@ -86,9 +86,9 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
         return SweepOutcome(read_ledger(grid, cells, options), launched=0)
     ensure_ray(options.address)
     sweep = tracking.start_sweep_parent(uri, grid.name, params=_grid_params(grid, cells))
-    driver = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+    driver = f"{socket.gethostname()}:{os.getpid()}:{int(_process_start())}"
     previous, beat = sweep.driver_state()
-    if previous and previous != driver and beat and time.time() - beat < DRIVER_FRESH_S:
+    if previous and previous != driver and driver_alive(previous, beat):
         raise UserError(f"sweep {grid.name!r} is being run by another driver ({previous}, "
                         f"alive {time.time() - beat:.0f} s ago); stop it or wait for it")
     sweep.beat(driver)
@@ -115,6 +115,27 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
         stop.set()
         beater.join(timeout=5)
         sweep.set_tags({tracking.TAG_DRIVER: ""})  # a clean exit: no driver owns the sweep
+
+
+def _process_start(pid: int | None = None) -> float:
+    import psutil
+
+    return psutil.Process(pid or os.getpid()).create_time()
+
+
+def driver_alive(driver: str, heartbeat: float | None) -> bool:
+    """Is the driver recorded on the parent run still running? On this host the process table
+    says so exactly (pid and start time); elsewhere a fresh heartbeat does."""
+    import psutil
+
+    host, _, rest = driver.partition(":")
+    pid_text, _, start_text = rest.partition(":")
+    if host == socket.gethostname() and pid_text.isdigit() and start_text.isdigit():
+        try:
+            return abs(_process_start(int(pid_text)) - int(start_text)) < 2
+        except psutil.NoSuchProcess:
+            return False
+    return bool(heartbeat) and time.time() - heartbeat < DRIVER_FRESH_S
 
 
 def _keep_beating(sweep: tracking.SweepRun, driver: str, stop: threading.Event) -> None:

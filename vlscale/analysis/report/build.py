@@ -214,8 +214,10 @@ def build_document(results: SweepResults, options: ReportOptions, out_dir: Path,
     if group not in rows.columns:
         raise UserError(f"--group column '{group}' is not in the table (columns: "
                         f"{', '.join(map(str, rows.columns))})")
-    cells_for_grid = add_compute(rows)
-    grid = grid_cells(results, group, cells_for_grid)
+    rows = add_compute(rows)
+    if C.GFLOPS_PER_SAMPLE not in rows.columns:  # a table with total compute only
+        rows = rows.assign(**{C.GFLOPS_PER_SAMPLE: rows[C.GFLOPS_TOTAL] / rows[C.SAMPLES_SEEN]})
+    grid = grid_cells(results, group, rows)
     document = {
         "title": f"Which procedure scales better? {task} {metric}".strip(),
         "source": {"kind": "sweep" if results.sweep_id else "table", "name": results.source,

@@ -24,6 +24,7 @@ background:#f7f7f7;margin:.6rem 0}.win{border-color:#2e7d32}.likely{border-color
 font-size:.85rem}.s-finished,.s-measured{background:#c8e6c9}.s-failed{background:#ffcdd2}
 .s-missing{background:#eeeeee}.s-running,.s-stale{background:#fff9c4}
 pre{white-space:pre-wrap;font-size:.8rem;background:#fafafa;padding:.6rem}
+.scroll{overflow-x:auto}
 """
 
 
@@ -53,12 +54,20 @@ def _verdict(verdict: dict) -> str:
             f"{html.escape(rest)}</div>")
 
 
+def _count(value) -> str:
+    """1280000 -> 1.28M: samples-seen labels as the paper writes them."""
+    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value is not None and abs(value) >= divisor:
+            return f"{value / divisor:.3g}{suffix}"
+    return _n(value)
+
+
 def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
     head = "".join(f"<th class=l>{h}</th>" if i < left else f"<th>{h}</th>"
                    for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(f"<td class=l>{c}</td>" if i < left else f"<td>{c}</td>"
                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>"
 
 
 def _figure(out_dir: Path, names: list[str], caption: str) -> str:
@@ -144,13 +153,17 @@ def _allocation(section: dict) -> str:
 
 
 def _next(section: dict) -> str:
-    rows = [[html.escape(s["group"]), html.escape(s["arch"]), _n(s["samples_seen"]),
+    rows = [[html.escape(s["group"]), html.escape(s["arch"]), _count(s["samples_seen"]),
              _n(s["compute"]), html.escape(s["source"]), _n(s["width_before"]),
              _n(s["width_after"]), _n(s["reduction_per_exaflop"])] for s in section["next_cells"]]
     if not rows:
         return "<p class=muted>No candidate narrows the interval (or no bootstrap).</p>"
     return _table(["group", "arch", "samples seen", "compute", "why", "interval width now",
-                   "width with the cell", "width removed per 10<sup>9</sup> GFLOPs"], rows, 2)
+                   "width with the cell", "width removed per 10<sup>9</sup> GFLOPs"], rows, 2) + (
+        "<p class=muted>Why: extend = the next samples-seen value of a measured architecture; "
+        "fill = a hole below it; missing / failed / stale / running = a cell the grid declares "
+        "without a finished run. Widths: central 68% bootstrap interval of the predicted error "
+        "at the target compute (see Method).</p>")
 
 
 def _grid(grid: dict) -> str:
@@ -178,7 +191,7 @@ def _grid(grid: dict) -> str:
             f"<span class='s-{status[(a, s)]}'>{status[(a, s)]}</span>"
             if (a, s) in status else "" for s in samples] for a in archs]
         parts.append(f"<h3>{html.escape(label)}</h3>"
-                     + _table(["arch \\ samples seen"] + [_n(s) for s in samples], rows))
+                     + _table(["arch \\ samples seen"] + [_count(s) for s in samples], rows))
     return "".join(parts)
 
 
@@ -211,7 +224,9 @@ def render(document: dict, out_dir: Path) -> str:
                  "<h3>Compute-optimal samples seen</h3>", _allocation(section),
                  _figure(out_dir, figures.get("allocation", []), "Frontier samples seen vs "
                          "compute"),
-                 "<h3>Next cells</h3>", _next(section)]
+                 "<h3>Next cells</h3>",
+                 f"<p class=muted>Target compute {_n(section.get('target_compute'))} GFLOPs."
+                 "</p>", _next(section)]
     body += ["<h2>Grid</h2>", _grid(document["grid"]), "<h2>Method</h2>",
              f"<pre>{html.escape(VERDICT_METHOD or '')}</pre>",
              f"<pre>{html.escape(NEXT_CELLS_METHOD or '')}</pre>",

@@ -222,7 +222,9 @@ class GlobalBatchStream:
                     last = int(np.flatnonzero(valid)[-1])
                     rows_since_usable = int(block["skipped"][last + 1:].sum())
                     passes = max(passes, int(block["epoch"][last]) + 1)
-                    buffered.append({c: block[c][valid] for c in columns})
+                    everything = bool(valid.all())  # then keep views, no copies
+                    buffered.append({c: block[c] if everything else block[c][valid]
+                                     for c in columns})
                     buffered_rows += int(valid.sum())
                 else:
                     rows_since_usable += int(block["skipped"].sum())
