@@ -55,6 +55,22 @@ def baseline(shards, spec, samples: int, batch: int) -> float:
     return done / (time.perf_counter() - began)
 
 
+def _baseline_in_process(job: tuple) -> float:
+    shards, spec, samples, batch = job
+    return baseline(shards, spec, samples, batch)
+
+
+def plain_processes(shards, spec, samples: int, batch: int, processes: int) -> float:
+    """The same loop in `processes` plain processes at once (no Ray): what the machine allows."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pool.map(_baseline_in_process, [(shards, spec, batch, batch)] * processes)  # warm up
+        began = time.perf_counter()
+        pool.map(_baseline_in_process, [(shards, spec, samples // processes, batch)] * processes)
+        return samples / (time.perf_counter() - began)
+
+
 def pipeline(shards, spec, samples: int, batch: int, step_seconds: float = 0.0, seed: int = 0):
     """(samples/s after the first batch, first-batch seconds, wait seconds, total seconds)."""
     from vlscale.platform.data import WorkerBatches
@@ -80,7 +96,7 @@ def main() -> None:
                         help="image side of the generated synth shards (64)")
     parser.add_argument("--rows", type=int, default=20_000, help="rows of generated shards")
     parser.add_argument("--image-size", type=int, default=32, help="model input side (32)")
-    parser.add_argument("--samples", type=int, default=40_000, help="samples per measurement")
+    parser.add_argument("--samples", type=int, default=80_000, help="samples per measurement")
     parser.add_argument("--global-batch", type=int, default=256)
     parser.add_argument("--cpus", type=int, default=None, help="Ray CPUs (default: all)")
     parser.add_argument("--repeats", type=int, default=3,
@@ -131,6 +147,9 @@ def main() -> None:
           f"(runs: {', '.join(f'{r[0]:.0f}' for r in runs)}); "
           f"{args.samples / total:.0f}/s including the {first:.2f} s to the first batch")
     print(f"ratio pipeline / single : {steady / single:9.2f}x  (target >= 1.5x on 2 cores)")
+    ceiling = plain_processes(shards, spec, args.samples, args.global_batch, cpus)
+    print(f"same loop in {cpus} plain processes (no Ray, the machine's ceiling now): "
+          f"{ceiling:.0f} samples/s = {ceiling / single:.2f}x")
     per_single, per_pipeline = (1e6 * statistics.median(v) for v in (cpu_single, cpu_pipeline))
     print(f"CPU per sample          : single {per_single:.0f} us; pipeline {per_pipeline:.0f} us "
           f"(all processes: tasks, consumer, Ray) -> on {cpus} otherwise idle CPUs the ratio "

@@ -147,9 +147,10 @@ def test_experiment_page_renders_in_a_browser(server, tmp_path):
     pages = {"mlflow_ui.png": f"{base}/#/experiments/{parent.experiment_id}/runs",
              "mlflow_ui_sweep_run.png":
                  f"{base}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"}
-    DOCS.mkdir(exist_ok=True)
     for name, url in pages.items():
         shot = tmp_path / name
         _screenshot(url, shot, tmp_path / f"profile-{name}")
         _assert_not_blank(shot)
-        shutil.copyfile(shot, DOCS / name)
+        if os.environ.get("VLSCALE_UPDATE_DOCS"):  # refresh the committed screenshots on demand
+            DOCS.mkdir(exist_ok=True)
+            shutil.copyfile(shot, DOCS / name)

@@ -51,6 +51,17 @@ def percentile_interval(values: np.ndarray, confidence: float = 0.95,
     return low, high
 
 
+def named_intervals(law, result: "BootstrapResult | None", confidence: float | None = None
+                    ) -> dict[str, tuple[float, float]] | None:
+    """Percentile interval of each public parameter of `law`; None without a bootstrap."""
+    if result is None:
+        return None
+    level = confidence or result.confidence
+    named = law.public_samples(result.samples)
+    return {name: tuple(float(v) for v in percentile_interval(values, level))
+            for name, values in named.items()}
+
+
 def resample_points(n_points: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(B, n) draw counts of n points drawn with replacement, B times."""
     return rng.multinomial(n_points, np.full(n_points, 1.0 / n_points), size=n_resamples)

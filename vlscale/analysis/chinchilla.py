@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vlscale.analysis.bootstrap import BootstrapResult, Progress, bootstrap, percentile_interval
+from vlscale.analysis.bootstrap import BootstrapResult, Progress, bootstrap, named_intervals
 from vlscale.analysis.laws import ChinchillaLaw
 from vlscale.analysis.optimize import Problem, multistart
 from vlscale.errors import UserError
@@ -43,12 +43,7 @@ class ChinchillaFit:
     def param_intervals(self, confidence: float | None = None
                         ) -> dict[str, tuple[float, float]] | None:
         """Percentile interval of each parameter; None without a bootstrap."""
-        if self.bootstrap is None:
-            return None
-        level = confidence or self.bootstrap.confidence
-        named = self.law.public_samples(self.bootstrap.samples)
-        return {name: tuple(float(v) for v in percentile_interval(values, level))
-                for name, values in named.items()}
+        return named_intervals(self.law, self.bootstrap, confidence)
 
     def optimal_allocation(self, compute: np.ndarray | float,
                            flops_per_param_token: float = 6.0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from vlscale.analysis.bootstrap import BootstrapResult, Progress, bootstrap, percentile_interval
+from vlscale.analysis.bootstrap import (BootstrapResult, Progress, bootstrap, named_intervals,
+                                        percentile_interval)
 from vlscale.analysis.frontier import select_frontier
 from vlscale.analysis.laws import Law, LogLinear, get_law
 from vlscale.analysis.optimize import Problem, multistart
@@ -81,12 +82,7 @@ class LawFit:
     def param_intervals(self, confidence: float | None = None
                         ) -> dict[str, tuple[float, float]] | None:
         """Percentile interval of each reported parameter; None without a bootstrap."""
-        if self.bootstrap is None:
-            return None
-        level = confidence or self.bootstrap.confidence
-        named = self.law.public_samples(self.bootstrap.samples)
-        return {name: tuple(float(v) for v in percentile_interval(values, level))
-                for name, values in named.items()}
+        return named_intervals(self.law, self.bootstrap, confidence)
 
     def with_label(self, label: str) -> LawFit:
         return replace(self, label=label)

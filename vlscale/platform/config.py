@@ -241,6 +241,10 @@ class GridSpec:
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """Extra TrainSpec fields shared by every cell (e.g. weight_decay, checkpoint period)."""
     cooldown_fraction: float = 0.2
+    report_task: str = ""
+    """Evaluation task the sweep's report compares (e.g. "zeroshot", "heldout"; "" = default)."""
+    report_metric: str = ""
+    """Metric of that task (e.g. "acc1", "contrastive_loss"; "" = the report's default)."""
 
     def cells(self) -> list[Cell]:
         cells = []

@@ -253,6 +253,10 @@ def _unwrap_trial(config: dict[str, Any]) -> None:
     cell_trial(config["trial"])
 
 
+def _print_line(text: str) -> None:
+    print(text, flush=True)
+
+
 def _refit(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions) -> None:
     outcome = SweepOutcome([], launched=0)
     _report(grid, sweep, options, outcome, quiet=True)
@@ -261,12 +265,14 @@ def _refit(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions) -> N
 def _report(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions,
             outcome: SweepOutcome, quiet: bool = False) -> None:
     """Fit, validate and compare from MLflow; write the report and log it on the parent run."""
-    from vlscale.analysis import load_runs, write_report
+    from vlscale.analysis import write_report
 
     out = Path(options.report_dir or settings.state_dir() / "reports" / grid.name)
     try:
-        table = load_runs(sweep.tracking_uri, sweep=grid.name)
-        result = write_report(table, out, sweep=sweep)
+        result = write_report(None, out, sweep=sweep, tracking_uri=sweep.tracking_uri,
+                              task=grid.report_task or None,
+                              metric=grid.report_metric or None,
+                              progress=None if quiet else _print_line)
     except UserError as error:
         print(f"report: not written: {error}", flush=True)
         return

@@ -34,17 +34,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlflow import MlflowClient
-from mlflow.entities import Param, Run, RunTag
+from mlflow.entities import Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from vlscale import settings
 from vlscale.platform import tracking_store
 from vlscale.platform.config import Cell
 from vlscale.platform.metric_buffer import MetricBuffer, call_with_retry
-from vlscale.platform.tracking_store import (  # CODE_VERSION_ENV, code_version: re-exported
-    CODE_VERSION_ENV, code_version, connect, experiment_ids, flatten_scalars,
+from vlscale.platform.tracking_store import (  # noqa: F401 - CODE_VERSION_ENV re-exported
+    CODE_VERSION_ENV, connect, experiment_ids, flatten_scalars,
     get_or_create_experiment, log_new_params, metric_history, quote, read_parquet_artifact,
     search_all_runs, upload_path, write_parquet)
+
+code_version = tracking_store.code_version  # re-exported: the git SHA (or $VLSCALE_CODE_VERSION)
 
 if TYPE_CHECKING:
     import pandas

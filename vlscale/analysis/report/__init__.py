@@ -46,6 +46,7 @@ class ReportResult:
 
 
 def _results(source: Any, sweep: Any, tracking_uri: str | None) -> SweepResults:
+    """The source's table, with the sweep's runs and grid when it belongs to a sweep."""
     if sweep is None:
         return read_source(source, tracking_uri)
     sweep_id = getattr(sweep, "sweep_id", sweep)
@@ -74,9 +75,10 @@ def write_report(source: str | Path | pd.DataFrame | SweepResults | None,
     `source`: a sweep id (read with `load_results` from `tracking_uri`), an existing .csv /
     .parquet path, a DataFrame, or `SweepResults`. `sweep` (a `tracking.SweepRun` or a sweep
     id) says which sweep a DataFrame `source` (or None: the sweep's own table) comes from: its
-    runs and `grid.json` fill the grid section and the report goes to its parent run. `where`: {column: [values]} or
-    ["COLUMN=V1,V2", ...]. `error`: "1-value" or "value" (default: from the metric's name).
-    `publish`: upload a sweep's report to its parent run.
+    runs and `grid.json` fill the grid section and the report goes to its parent run.
+    `where`: {column: [values]} or ["COLUMN=V1,V2", ...]. `error`: "1-value" or "value"
+    (default: from the metric's name). `publish`: upload a sweep's report to its parent run.
+    Raises `UserError` (one line) for anything the report cannot be made from.
     """
     if where and not isinstance(where, Mapping):
         where = parse_where(list(where))

@@ -32,8 +32,6 @@ def description(existing: str, experiment_id: str, run_id: str, report_path: str
 def publish(tracking_uri: str, sweep_id: str, out_dir: Path, verdicts: list[str]) -> str | None:
     """Upload `out_dir` to the sweep's parent run and link it; returns the report's artifact URI,
     or None when the upload failed (the report stays on disk)."""
-    from mlflow.entities import RunTag
-
     from vlscale.platform import tracking
     from vlscale.platform.tracking_store import connect
 
@@ -43,8 +41,9 @@ def publish(tracking_uri: str, sweep_id: str, out_dir: Path, verdicts: list[str]
     client, _ = connect(tracking_uri)
     report_path = f"{tracking.ARTIFACT_REPORT_DIR}/report.html"
     existing = client.get_run(parent.run_id).data.tags.get(TAG_DESCRIPTION, "")
-    text = description(existing, parent.experiment_id, parent.run_id, report_path, verdicts)
-    client.log_batch(parent.run_id, tags=[
-        RunTag(TAG_DESCRIPTION, text), RunTag(TAG_REPORT, report_path),
-        RunTag(TAG_VERDICT, " | ".join(verdicts)[:5000] or "no comparison")])
+    parent.set_tags({
+        TAG_DESCRIPTION: description(existing, parent.experiment_id, parent.run_id,
+                                     report_path, verdicts),
+        TAG_REPORT: report_path,
+        TAG_VERDICT: " | ".join(verdicts)[:5000] or "no comparison"})
     return f"runs:/{parent.run_id}/{report_path}"

@@ -3,8 +3,9 @@
 For tests, demos and notebooks when no trained sweep is at hand. `synthetic_table` draws the
 results; `write_synthetic_sweep` logs the same values into an MLflow store through the calls the
 training loop makes (sweep parent, one cell run per cell, compute, evaluations at each evaluated
-checkpoint, finish) and the sweep's `grid.json` (as the sweep driver writes it), so everything downstream (ledger, `load_runs`,
-the report, the MLflow UI) sees an ordinary sweep. Nothing is trained.
+checkpoint, finish) and the sweep's `grid.json` (as the sweep driver writes it), so everything
+downstream (ledger, `load_runs`, the report, the MLflow UI) sees an ordinary sweep. Nothing is
+trained.
 """
 
 from __future__ import annotations

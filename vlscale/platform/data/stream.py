@@ -28,6 +28,7 @@ from vlscale.platform.data.shards import RawRows, ShardSet
 log = logging.getLogger(__name__)
 BLOCK_BYTES = 4 * 2**20
 MAX_TASKS_PER_EXECUTION = 50_000
+TASK_CPUS = float(__import__("os").environ.get("VLSCALE_TASK_CPUS", "0.5"))
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class GlobalBatchStream:
         plan = StreamPlan(self.shards, self.order, self.preprocess, cursor)
         with ordered_data_context():
             dataset = ray.data.range(tasks, override_num_blocks=tasks)
-            return dataset.map_batches(process_window, batch_size=None, num_cpus=1,
+            return dataset.map_batches(process_window, batch_size=None, num_cpus=TASK_CPUS,
                                        fn_kwargs={"plan": plan})
 
     def __iter__(self) -> Iterator[GlobalBatch]:
@@ -205,9 +206,10 @@ class GlobalBatchStream:
         cursor = Cursor(0, 0, 0)
         if position:
             cursor = self.order.locate(position, usable_rows_per_unit(self.shards, self.preprocess))
-        columns = ["image", "text", "row_id"] + (["label"] if self.shards.has_labels else [])
+        columns = ["image", "text", "row_id", "epoch", "skipped"] + (
+            ["label"] if self.shards.has_labels else [])
         buffered: list[dict[str, np.ndarray]] = []
-        buffered_rows = skipped = rows_since_usable = 0
+        buffered_rows = skipped = carry = 0
         passes = cursor.epoch + 1
         rows_per_window = self.shards.num_rows / self.order.num_windows
         while position < self.total_samples:
@@ -216,19 +218,11 @@ class GlobalBatchStream:
             blocks = self._dataset(cursor, tasks).iter_batches(
                 batch_size=None, batch_format="numpy", prefetch_batches=self.prefetch_blocks)
             for block in blocks:
-                valid = block["valid"]
-                skipped += int(block["skipped"].sum())
-                if valid.any():
-                    last = int(np.flatnonzero(valid)[-1])
-                    rows_since_usable = int(block["skipped"][last + 1:].sum())
-                    passes = max(passes, int(block["epoch"][last]) + 1)
-                    everything = bool(valid.all())  # then keep views, no copies
-                    buffered.append({c: block[c] if everything else block[c][valid]
-                                     for c in columns})
-                    buffered_rows += int(valid.sum())
-                else:
-                    rows_since_usable += int(block["skipped"].sum())
-                if rows_since_usable > self.shards.num_rows:
+                rows, carry = _usable_rows(block, columns, carry)
+                if rows is not None:
+                    buffered.append(rows)
+                    buffered_rows += len(rows["row_id"])
+                if carry > self.shards.num_rows:
                     raise UserError(
                         f"no usable rows in {self.shards.location}: a whole pass found no "
                         "decodable image with a caption; run `vlscale data check` on it")
@@ -238,10 +232,30 @@ class GlobalBatchStream:
                     arrays, buffered = _take(buffered, size)
                     buffered_rows -= size
                     position += size
+                    passes = max(passes, int(arrays.pop("epoch").max()) + 1)
+                    skipped += int(arrays.pop("skipped").sum())
                     yield GlobalBatch(arrays, position, passes, skipped)
                 if position >= self.total_samples:
                     break
             cursor = Cursor(*self.order.advance(cursor.epoch, cursor.window, tasks), 0)
+
+
+def _usable_rows(block: dict[str, np.ndarray], columns: list[str], carry: int
+                 ) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The block's usable rows, each with the unusable rows met since the previous usable row
+    (`carry` from earlier blocks included) as "skipped"; and the count after the last one."""
+    valid = block["valid"]
+    passed = np.cumsum(block["skipped"])
+    if not valid.any():
+        return None, carry + int(passed[-1])
+    positions = np.flatnonzero(valid)
+    at = passed[positions]
+    attributed = np.diff(at, prepend=0)
+    attributed[0] += carry
+    everything = len(positions) == len(valid)  # then views, no copies
+    rows = {c: block[c] if everything else block[c][valid] for c in columns if c != "skipped"}
+    rows["skipped"] = attributed
+    return rows, int(passed[-1] - at[-1])
 
 
 def _take(blocks: list[dict[str, np.ndarray]], size: int
