@@ -149,7 +149,8 @@ def main() -> None:
     print(f"ratio pipeline / single : {steady / single:9.2f}x  (target >= 1.5x on 2 cores)")
     ceiling = plain_processes(shards, spec, args.samples, args.global_batch, cpus)
     print(f"same loop in {cpus} plain processes (no Ray, the machine's ceiling now): "
-          f"{ceiling:.0f} samples/s = {ceiling / single:.2f}x")
+          f"{ceiling:.0f} samples/s = {ceiling / single:.2f}x; the pipeline reaches "
+          f"{steady / ceiling:.0%} of it")
     per_single, per_pipeline = (1e6 * statistics.median(v) for v in (cpu_single, cpu_pipeline))
     print(f"CPU per sample          : single {per_single:.0f} us; pipeline {per_pipeline:.0f} us "
           f"(all processes: tasks, consumer, Ray) -> on {cpus} otherwise idle CPUs the ratio "

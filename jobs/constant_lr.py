@@ -34,7 +34,8 @@ def grid(args: argparse.Namespace) -> GridSpec:
                     Procedure("mammut-synth-const", "mammut", data, schedule="const")),
         architectures=base.architectures, samples_seen=base.samples_seen, sizes=base.sizes,
         resources=base.resources, train_overrides=base.train_overrides, cooldown_fraction=0.2,
-        report_task=base.report_task, report_metric=base.report_metric)
+        report_task=base.report_task, report_metric=base.report_metric,
+        report_frontier=base.report_frontier)
 
 
 prepare = cpu_job.prepare

@@ -22,6 +22,11 @@ def ensure_ray(address: str | None = None) -> None:
     # on silently; be explicit so local and submitted runs behave the same.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Workers have no .git: hand them the driver's code version to log with every cell.
+    from vlscale.platform.tracking_store import CODE_VERSION_ENV, code_version
+
+    if CODE_VERSION_ENV not in os.environ and (version := code_version()):
+        os.environ[CODE_VERSION_ENV] = version
     if address:
         try:
             ray.init(address=address, log_to_driver=True)

@@ -245,6 +245,9 @@ class GridSpec:
     """Evaluation task the sweep's report compares (e.g. "zeroshot", "heldout"; "" = default)."""
     report_metric: str = ""
     """Metric of that task (e.g. "acc1", "contrastive_loss"; "" = the report's default)."""
+    report_frontier: str = "pareto_bin"
+    """Frontier for the report's fits: "pareto_bin" (the paper's; its bins start at 1500 GFLOPs,
+    so it suits the paper ladder), "pareto_naive" or "none"."""
 
     def cells(self) -> list[Cell]:
         cells = []

@@ -272,6 +272,7 @@ def _report(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions,
         result = write_report(None, out, sweep=sweep, tracking_uri=sweep.tracking_uri,
                               task=grid.report_task or None,
                               metric=grid.report_metric or None,
+                              frontier=grid.report_frontier,
                               progress=None if quiet else _print_line)
     except UserError as error:
         print(f"report: not written: {error}", flush=True)

@@ -28,7 +28,6 @@ from vlscale.platform.data.shards import RawRows, ShardSet
 log = logging.getLogger(__name__)
 BLOCK_BYTES = 4 * 2**20
 MAX_TASKS_PER_EXECUTION = 50_000
-TASK_CPUS = float(__import__("os").environ.get("VLSCALE_TASK_CPUS", "0.5"))
 
 
 @dataclass(frozen=True)
@@ -198,7 +197,7 @@ class GlobalBatchStream:
         plan = StreamPlan(self.shards, self.order, self.preprocess, cursor)
         with ordered_data_context():
             dataset = ray.data.range(tasks, override_num_blocks=tasks)
-            return dataset.map_batches(process_window, batch_size=None, num_cpus=TASK_CPUS,
+            return dataset.map_batches(process_window, batch_size=None, num_cpus=1,
                                        fn_kwargs={"plan": plan})
 
     def __iter__(self) -> Iterator[GlobalBatch]:
