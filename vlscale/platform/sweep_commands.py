@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write synthetic shards, train CLIP and MaMMUT on a 3 sizes x 4 samples-seen "
                     "grid on an embedded Ray cluster, track every cell in MLflow, fit both "
                     "scaling laws, validate them on held-out cells and write the comparison "
-                    "report (its path is printed at the end). About 15 minutes on 2 CPU cores. "
-                    "Extra arguments go to jobs/clip_vs_mammut_cpu.py (e.g. --dry-run).")
+                    "report (its path is printed at the end). About 10-15 minutes on 2 CPU "
+                    "cores. Extra arguments go to jobs/clip_vs_mammut_cpu.py (e.g. --dry-run).")
     demo.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments for the demo job")
     demo.set_defaults(func=_demo)

@@ -5,9 +5,11 @@ CenterCrop -> convert("RGB") -> ToTensor -> Normalize. The pipeline splits it in
 
 - `decode_image` (in Ray Data's CPU tasks) does the PIL part with the same arithmetic as
   torchvision and returns uint8 HWC — 4x less to move through the object store than float32;
-- `to_model_images` (in the consumer, vectorised in torch) does ToTensor + Normalize.
+- `to_model_images` (in the consumer, vectorised: numpy on CPU, torch on a GPU) does ToTensor +
+  Normalize.
 
-The composition equals open_clip's transform exactly (tests/platform/data/test_preprocess.py).
+The composition equals open_clip's transform up to float rounding (atol 1e-6;
+tests/platform/data/test_data_preprocess.py).
 """
 
 from __future__ import annotations
