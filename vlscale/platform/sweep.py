@@ -236,7 +236,7 @@ def _run_tune(grid: GridSpec, launch: list[ledger.LedgerEntry], sweep: tracking.
         trainable,
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrency,
+            max_concurrent_trials=concurrency, reuse_actors=True,
             trial_name_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}",
             trial_dirname_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}"),
         run_config=tune.RunConfig(
