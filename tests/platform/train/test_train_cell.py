@@ -151,3 +151,20 @@ def test_invalid_cell_rejected_before_any_worker(synth_shards, change, message):
     cell = dataclasses.replace(make_cell(synth_shards), **change)
     with pytest.raises(UserError, match=message):
         check_cell(cell)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_constant_schedule_evaluates_every_cooldown_point(ray_cluster, synth_shards, tmp_path):
+    cell = make_cell(synth_shards, workers=1, schedule="const", samples_seen=1024,
+                     eval_points=(512, 1024), cooldown_fraction=0.25,
+                     checkpoint_every_samples=0)
+    record, curves = run(cell, tmp_path)
+    history = tracking.read_eval_history(f"sqlite:///{tmp_path / 'mlflow.db'}", record.run_id)
+    steps = sorted({p.samples_seen for p in history if p.metric == "acc1"})
+    assert steps == [512, 1024], "one evaluated checkpoint per cool-down point"
+    # main line 0..768 (the last branch start), branches 384..512 and 768..1024
+    branch_rows = curves[curves["cooldown"]]
+    assert sorted(set(branch_rows["samples_seen"])) == [448, 512, 832, 896, 960, 1024]
+    assert branch_rows.groupby("segment")["lr"].apply(lambda lr: lr.is_monotonic_decreasing).all()
+    assert curves[~curves["cooldown"]]["samples_seen"].max() == 768
