@@ -99,6 +99,18 @@ class _ComputeLaw(Law):
         return compute if np.ndim(params) > 1 else compute[0]
 
 
+
+def _saturating_power(x, a, b, c, n_params: int):
+    """(C + b)^c and a Jacobian whose columns for a, b, c are filled (the rest left to fill)."""
+    base = np.asarray(x, float) + b
+    log_base = np.log(base)
+    power = np.exp(c * log_base)
+    jacobian = np.empty(power.shape + (n_params,))
+    jacobian[..., 0] = power
+    jacobian[..., 1] = a * c * power / base
+    jacobian[..., 2] = a * power * log_base
+    return power, jacobian
+
 class Saturating4(_ComputeLaw):
     """E = a (C + b)^c + d, a, b, d >= 0, c <= 0: a power law that bends towards a floor d, with
     an offset b that lets the curve flatten at small compute (Nezhurina et al. 2025)."""
@@ -115,13 +127,7 @@ class Saturating4(_ComputeLaw):
 
     def value_and_jacobian(self, x, params):
         a, b, c, d = _split(params)
-        base = np.asarray(x, float) + b
-        log_base = np.log(base)
-        power = np.exp(c * log_base)
-        jacobian = np.empty(power.shape + (4,))
-        jacobian[..., 0] = power
-        jacobian[..., 1] = a * c * power / base
-        jacobian[..., 2] = a * power * log_base
+        power, jacobian = _saturating_power(x, a, b, c, n_params=4)
         jacobian[..., 3] = 1.0
         return a * power + d, jacobian
 
@@ -146,13 +152,7 @@ class Saturating3(_ComputeLaw):
 
     def value_and_jacobian(self, x, params):
         a, b, c = _split(params)
-        base = np.asarray(x, float) + b
-        log_base = np.log(base)
-        power = np.exp(c * log_base)
-        jacobian = np.empty(power.shape + (3,))
-        jacobian[..., 0] = power
-        jacobian[..., 1] = a * c * power / base
-        jacobian[..., 2] = a * power * log_base
+        power, jacobian = _saturating_power(x, a, b, c, n_params=3)
         return a * power, jacobian
 
     def start_grid(self, x, y):

@@ -33,6 +33,11 @@ class ModelSpec:
     caption_weight: float = 2.0
     """Weight of the caption cross-entropy (MaMMUT only; the paper's default is 2)."""
 
+    @property
+    def key(self) -> str:
+        """"model_type/arch": what a model profile (parameters, GFLOPs) depends on."""
+        return f"{self.model_type}/{self.arch}"
+
 
 @dataclass(frozen=True)
 class DataSpec:

@@ -56,7 +56,7 @@ def classify(cells: Sequence[Cell], records: Sequence[tracking.CellRunRecord],
         if state == RUNNING and driver_gone:
             state = STALE
         entries.append(LedgerEntry(cell, state, record,
-                                   gflops[f"{cell.model.model_type}/{cell.model.arch}"]))
+                                   gflops[cell.model.key]))
     return entries
 
 

@@ -55,7 +55,7 @@ class SweepOutcome:
 def architecture_gflops(cells: list[Cell]) -> dict[str, float]:
     from vlscale.platform.models import model_profile
 
-    return {f"{c.model.model_type}/{c.model.arch}":
+    return {c.model.key:
             model_profile(c.model.model_type, c.model.arch).gflops for c in cells}
 
 
@@ -106,8 +106,8 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
         entries = read_ledger(grid, cells, options)
         outcome = SweepOutcome(entries, launched=len(launch))
         print(ledger.format_ledger(entries), flush=True)
-        if options.report:
-            _report(grid, sweep, options, outcome)
+        if options.report and (result := _report(grid, sweep, options)) is not None:
+            outcome.report_path, outcome.verdicts = result.html, list(result.verdicts)
         complete = all(e.state == ledger.FINISHED for e in entries)
         sweep.finish(tracking.STATUS_FINISHED if complete else tracking.STATUS_FAILED)
         return outcome
@@ -156,7 +156,7 @@ def _grid_manifest(cells: list[Cell]) -> list[dict[str, Any]]:
     return [{"cell_hash": c.cell_hash, "run_name": c.run_name, "procedure": c.procedure,
              "model_type": c.model.model_type, "arch": c.model.arch,
              "samples_seen": c.train.samples_seen, "eval_points": list(c.train.eval_points),
-             "gflops_per_sample": gflops[f"{c.model.model_type}/{c.model.arch}"],
+             "gflops_per_sample": gflops[c.model.key],
              "spec": c.experiment_dict()} for c in cells]
 
 
@@ -258,13 +258,13 @@ def _print_line(text: str) -> None:
 
 
 def _refit(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions) -> None:
-    outcome = SweepOutcome([], launched=0)
-    _report(grid, sweep, options, outcome, quiet=True)
+    _report(grid, sweep, options, quiet=True)
 
 
 def _report(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions,
-            outcome: SweepOutcome, quiet: bool = False) -> None:
-    """Fit, validate and compare from MLflow; write the report and log it on the parent run."""
+            quiet: bool = False):
+    """Fit, validate and compare from MLflow; write the report and log it on the parent run.
+    Returns the `ReportResult`, or None when the runs cannot support a report (said why)."""
     from vlscale.analysis import write_report
 
     out = Path(options.report_dir or settings.state_dir() / "reports" / grid.name)
@@ -276,10 +276,9 @@ def _report(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions,
                               progress=None if quiet else _print_line)
     except UserError as error:
         print(f"report: not written: {error}", flush=True)
-        return
-    outcome.report_path = result.html
-    outcome.verdicts = list(result.verdicts)
+        return None
     if not quiet:
         for verdict in result.verdicts:
             print(f"verdict: {verdict}", flush=True)
         print(f"report: {result.html}", flush=True)
+    return result

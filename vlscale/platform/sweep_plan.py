@@ -65,8 +65,8 @@ def probe_rates(cells: list[Cell], gflops: dict[str, float]) -> dict[str, tuple[
     """{model_type/arch: (samples/s per worker, measured?)}, probing smallest first."""
     rates: dict[str, tuple[float, bool]] = {}
     last: Probe | None = None
-    for cell in sorted(cells, key=lambda c: gflops[_key(c)]):
-        key = _key(cell)
+    for cell in sorted(cells, key=lambda c: gflops[c.model.key]):
+        key = cell.model.key
         if key in rates:
             continue
         if last is None or last.seconds < PROBE_BUDGET_S:
@@ -77,18 +77,17 @@ def probe_rates(cells: list[Cell], gflops: dict[str, float]) -> dict[str, tuple[
     return rates
 
 
-def _key(cell: Cell) -> str:
-    return f"{cell.model.model_type}/{cell.model.arch}"
-
 
 def print_dry_run(grid: GridSpec) -> None:
     from vlscale.errors import UserError
     from vlscale.platform.sweep import architecture_gflops, validate_grid
+    from vlscale.platform.train.runner import check_cell_data
     from vlscale.platform.train.segments import plan_segments, samples_processed
 
     cells = validate_grid(grid, check_data=False)
     try:
-        validate_grid(grid, check_data=True)
+        for cell in cells:
+            check_cell_data(cell)
         data_note = "data: every shard set opened"
     except UserError as error:
         data_note = f"data: WARNING: {error}"
@@ -102,9 +101,9 @@ def print_dry_run(grid: GridSpec) -> None:
     print(f"{'cell':<14}{'procedure':<26}{'run':<30}{'GFLOPs/sample':>14}{'compute':>12}"
           f"{'samples/s':>11}{'acc-hours':>11}")
     total_compute = total_hours = 0.0
-    for cell in sorted(cells, key=lambda c: (c.procedure, gflops[_key(c)], c.train.samples_seen)):
-        per_sample = gflops[_key(cell)]
-        rate, measured = rates[_key(cell)]
+    for cell in sorted(cells, key=lambda c: (c.procedure, gflops[c.model.key], c.train.samples_seen)):
+        per_sample = gflops[cell.model.key]
+        rate, measured = rates[cell.model.key]
         processed = samples_processed(plan_segments(cell.train))
         compute = per_sample * cell.train.samples_seen
         hours = processed / rate / 3600

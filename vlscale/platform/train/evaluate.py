@@ -15,6 +15,7 @@ from vlscale.platform.config import Cell
 from vlscale.platform.data import EvalBatches, Preprocess, open_shards
 from vlscale.platform.models import (ModelProfile, heldout_losses, retrieval_recall,
                                      zero_shot_classification)
+from vlscale.platform.train.checkpointing import unwrap
 
 ZEROSHOT_NAMES = {"top1": "acc1", "top5": "acc5", "mean_per_class_recall": "mean_per_class_recall"}
 
@@ -37,7 +38,7 @@ def evaluate_cell(task: torch.nn.Module, cell: Cell, profile: ModelProfile,
 
     Zero-shot prompts are tokenized with the *training* tokenizer: the model only knows its ids.
     """
-    task = getattr(task, "module", task)
+    task = unwrap(task)
     model = task.model
     batch_size = cell.train.eval_batch_size
     results: dict[str, dict[str, float]] = {}

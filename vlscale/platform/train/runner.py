@@ -46,8 +46,13 @@ def check_cell(cell: Cell, check_data: bool = True) -> None:
                     "loss gathers equal shares); make samples_seen a multiple of global_batch")
     model_profile(cell.model.model_type, cell.model.arch)  # unknown architecture -> UserError
     if check_data:
-        for path in filter(None, (cell.data.train, cell.data.eval, cell.data.zeroshot)):
-            _open_shards_once(path)  # missing or unusable shards -> UserError
+        check_cell_data(cell)
+
+
+def check_cell_data(cell: Cell) -> None:
+    """Every shard set the cell names opens and has usable rows (UserError otherwise)."""
+    for path in filter(None, (cell.data.train, cell.data.eval, cell.data.zeroshot)):
+        _open_shards_once(path)
 
 
 @functools.lru_cache(maxsize=64)

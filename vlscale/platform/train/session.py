@@ -7,7 +7,7 @@ sessions offer the same four things, so the loop is the same code either way.
 
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,10 +24,6 @@ class TrainSession(Protocol):
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
 
-
-class _NoCheckpoint:
-    def __enter__(self) -> None:
-        return None
 
     def __exit__(self, *exc: object) -> None:
         return None
@@ -48,7 +44,7 @@ class RayTrainSession:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
-        return checkpoint.as_directory() if checkpoint is not None else _NoCheckpoint()
+        return checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext()
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         import ray.train
@@ -73,22 +69,11 @@ class TuneTrialSession:
         if checkpoint is not None:
             return checkpoint.as_directory()
         if self.resume_from and Path(self.resume_from).is_dir():
-            return _Fixed(self.resume_from)
-        return _NoCheckpoint()
+            return contextlib.nullcontext(self.resume_from)
+        return contextlib.nullcontext()
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         from ray import tune
 
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(metrics, checkpoint=checkpoint)
-
-
-class _Fixed:
-    def __init__(self, path: str) -> None:
-        self.path = os.fspath(path)
-
-    def __enter__(self) -> str:
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        return None
