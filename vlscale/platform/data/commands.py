@@ -62,6 +62,20 @@ def register(subparsers: Any) -> None:
     importer.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     importer.set_defaults(func=_import)
 
+    degrade = commands.add_parser(
+        "degrade", help="a copy of a shard folder with a fraction of captions swapped",
+        description="Copy a shard folder (e.g. data/synth/train) with a known fraction of each "
+                    "shard's captions swapped between images: a dataset that is worse by "
+                    "construction, for checking that a dataset comparison finds the difference "
+                    "(jobs/dataset_comparison_cpu.py). Deterministic for a seed.")
+    degrade.add_argument("source", metavar="SRC", help="shard folder or URL to copy")
+    degrade.add_argument("out", metavar="OUT", help="output folder (must be empty or absent)")
+    degrade.add_argument("--swap-captions", type=float, required=True, metavar="FRACTION",
+                         help="fraction of rows (0..1) whose captions are rotated among them")
+    degrade.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    degrade.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    degrade.set_defaults(func=_degrade)
+
     check = commands.add_parser(
         "check", help="schema, row count, decodable images and caption lengths of a shard folder",
         description="Read a shard folder (or URL) and report its schema, rows, usable rows, "
@@ -114,6 +128,18 @@ def _import(args: argparse.Namespace) -> int:
     skipped = ", ".join(f"{k}={v}" for k, v in sorted(manifest["skipped"].items())) or "none"
     print(f"{args.out}: {manifest['num_rows']} rows in {len(manifest['shards'])} shard(s); "
           f"skipped: {skipped}")
+    print(f"done in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def _degrade(args: argparse.Namespace) -> int:
+    from vlscale.platform.data.degrade import degrade_shards
+
+    began = time.perf_counter()
+    manifest = degrade_shards(args.source, args.out, swap_fraction=args.swap_captions,
+                              seed=args.seed, overwrite=args.overwrite)
+    print(f"{args.out}: {manifest['num_rows']} rows in {len(manifest['shards'])} shard(s), "
+          f"{args.swap_captions:.0%} of captions swapped")
     print(f"done in {time.perf_counter() - began:.1f} s")
     return 0
 
