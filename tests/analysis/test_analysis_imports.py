@@ -2,8 +2,8 @@ import subprocess
 import sys
 
 MODULES = ["allocation", "axes", "bootstrap", "cells", "chinchilla", "columns", "commands",
-           "compare", "fit", "frontier", "holdout", "laws", "optimize", "plots", "summary",
-           "table"]
+           "compare", "fit", "frontier", "holdout", "laws", "limits", "optimize", "plots",
+           "summary", "table"]
 
 
 def test_analysis_never_imports_ray_or_torch():

@@ -56,3 +56,21 @@ def test_resampling_counts_and_percentiles():
     # an unreachable value (inf) opens the interval instead of being dropped; NaN is ignored
     low, high = percentile_interval(np.array([1.0, np.inf, 2.0, 3.0, np.nan]), 0.5)
     assert low == pytest.approx(1.75) and high == np.inf
+
+
+def test_percentile_interval_keeps_infinite_tails_infinite():
+    """numpy alone interpolates between two infinite samples to NaN; an interval end in the
+    infinite tail is infinite (an unbounded multiplier), never NaN, and finite ends are
+    unchanged."""
+    from vlscale.analysis import percentile_interval
+
+    values = np.array([1.0, 2.0, 3.0, np.inf, np.inf])
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.nanpercentile(values, 97.5))  # the failure being guarded against
+    low, high = percentile_interval(values, 0.95)
+    assert low == pytest.approx(1.1) and high == np.inf  # rank 0.1 of 4: 1 + 0.1 * (2 - 1)
+    stacked = np.array([[1.0, 2.0], [3.0, np.inf], [4.0, np.inf], [5.0, -np.inf]])
+    low, high = percentile_interval(stacked, 0.5, axis=0)
+    np.testing.assert_allclose(low, [2.5, -np.inf])  # column 2 sorted: -inf, 2, inf, inf
+    assert high[0] == pytest.approx(4.25) and high[1] == np.inf
+    assert percentile_interval(np.array([1.0, 2.0, np.nan]), 0.5) == (1.25, 1.75)

@@ -149,3 +149,74 @@ def test_missing_file_through_the_console(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "table not found" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_limits_and_range_filters(table_csv, tmp_path, capsys):
+    """--max-compute / --min-compute / --max-samples-seen drop cells before the frontier;
+    --where 'COL<=X' filters rows; the JSON records the limits."""
+    out = tmp_path / "fit.json"
+    code = main(["fit", str(table_csv), "--where", "model_type=clip", "--frontier", "none",
+                 "--where", "samples_seen<=1e8", "--min-compute", "1e6",
+                 "--max-compute", "1e10", "--max-samples-seen", "5e7", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    table = _table()
+    cells = table[(table.model_type == "clip") & (table.samples_seen <= 5e7)]
+    compute = cells.gflops_per_sample * cells.samples_seen
+    expected = sorted(set(compute[(compute >= 1e6) & (compute <= 1e10)]))
+    (fit,) = result["fits"]
+    assert sorted(x for x, _ in fit["frontier"]) == pytest.approx(expected, rel=1e-12)
+    assert result["limits"] == {"max_compute": 1e10, "min_compute": 1e6,
+                                "max_samples_seen": 5e7, "drop_failed_large_runs": False}
+    assert result["where"] == ["model_type=clip", "samples_seen<=1e8"]
+
+
+def test_limits_in_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--max-compute", "--min-compute", "--max-samples-seen",
+                   "--drop-failed-large-runs", "--max_x", "samples_seen<=1e10"):
+        assert option in text, option
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--where", "samples_seen<=lots"], "bad --where 'samples_seen<=lots': '<=' needs a number"),
+    (["--where", "arch>=3"], "column 'arch' is not numeric"),
+    (["--min-compute", "1e9", "--max-compute", "1e6"], "is above --max-compute"),
+    (["--max-compute", "1"], "leave none of the"),
+    (["--drop-failed-large-runs", "--error", "value"], "does not apply to a loss"),
+])
+def test_bad_filters_are_one_line_errors(table_csv, capsys, argv, expected):
+    _one_line_error(capsys, ["fit", str(table_csv), "--where", "model_type=clip"] + argv,
+                    expected)
+
+
+def test_unbounded_and_missing_numbers_are_explicit(tmp_path, capsys):
+    """A law that never reaches the other's error: its multiplier is infinite, written "inf" in
+    the JSON (documented in `summary`) and "unbounded" in the text, never "-" or null; a
+    comparison without a crossing says so."""
+    from vlscale.analysis.summary import clean, format_text
+
+    x = np.logspace(6, 11, 12)
+    rows = []
+    for name, floor in (("clip", 0.35), ("mammut", 0.18)):  # same shape, mammut lower floor
+        for xi in x:
+            rows.append({"model_type": name, "gflops_total": xi,
+                         "value": float(LAWS["saturating4"].value(
+                             np.array([xi]), np.array([3.4, 0.0, -0.15, floor]))[0])})
+    path = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(path), "--group", "model_type", "--compute", "gflops_total",
+                 "--error", "value", "--frontier", "none", "--predict-at", "1e11",
+                 "--bootstrap", "20", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    comparison = json.loads(out.read_text())["comparison"]
+    assert comparison["multiplier_at"][0]["multiplier"] == "inf"
+    assert comparison["multiplier_at"][0]["ci"] == ["inf", "inf"]
+    assert ("clip needs an unbounded multiple [unbounded, unbounded] of the compute of mammut"
+            in text)
+    assert "no crossover in [" in text and " - " not in text.split("\n")[-1]
+    assert clean([np.inf, -np.inf, np.nan, 1.0]) == ["inf", "-inf", None, 1.0]
+    assert "n/a" in format_text([], {**comparison, "exponent_difference": None})

@@ -154,3 +154,42 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
         assert code == 2 and message in error and "Traceback" not in error, (arguments, error)
     with pytest.raises(UserError, match="table not found"):
         write_report(str(tmp_path / "missing.csv"), tmp_path / "out", **QUICK)
+
+
+def test_page_opens_with_the_verdict_at_a_glance_then_the_plot(steeper_mammut):
+    """Title, then the one-sentence verdict (who, how sure, at what compute), then the fit
+    plot; the full verdict appears once, folded in a details section with the tables."""
+    _, result = steeper_mammut
+    (verdict,) = result.verdicts
+    page = result.html.read_text()
+    assert len(verdict.summary.split()) < 40 and verdict.summary.count(". ") <= 1
+    assert verdict.summary.startswith("mammut-synth scales better than clip-synth")
+    assert "virtually certain" in verdict.summary and "GFLOPs" in verdict.summary
+    body = page[page.index("<body>"):]
+    glance, plot = body.index(verdict.summary), body.index("data:image/png;base64,")
+    assert body.index("<h1>") < glance < plot < body.index("Fitted laws")
+    assert page.count(verdict.headline) == 1  # the long text is no longer printed twice
+    assert page.index("<details><summary>The verdict in full") < page.index(verdict.headline)
+    assert "central 68% of the bootstrap" in page
+
+
+def test_report_limits_drop_cells_and_are_recorded(tmp_path, capsys):
+    from vlscale.analysis.limits import Limits
+
+    table = synthetic_table((CLIP, MAMMUT), seed=1)
+    largest = float((table["gflops_per_sample"] * table["samples_seen"]).max())
+    result = write_report(table, tmp_path, limits=Limits(max_compute=largest / 3),
+                          where=["samples_seen>=3e5"], **QUICK)
+    document = json.loads(result.json.read_text())
+    assert document["options"]["limits"]["max_compute"] == largest / 3
+    assert document["options"]["where"] == ["samples_seen>=3e5"]
+    for fit in document["slices"][0]["fits"]:
+        assert max(x for x, _ in fit["frontier"]) <= largest / 3
+        assert fit["n_cells"] < 16
+    assert all(s["compute"] <= largest / 3 for s in document["slices"][0]["next_cells"])
+    assert "C &lt;= " in result.html.read_text()  # the limits on the page
+    path = tmp_path / "t.csv"
+    table.to_csv(path, index=False)
+    assert main(["report", str(path), "--out", str(tmp_path / "cli"), "--bootstrap", "10",
+                 "--max-samples-seen", "1e6", "--where", "samples_seen<=big"]) == 2
+    assert "bad --where 'samples_seen<=big'" in capsys.readouterr().err

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from vlscale.analysis import load_table, select
-from vlscale.analysis.table import parse_where
+from vlscale.analysis.table import Condition, parse_where
 from vlscale.errors import UserError
 
 TABLE = pd.DataFrame({"model_type": ["clip", "mammut", "clip"], "samples_seen": [1e6, 1e6, 3e6],
@@ -30,11 +30,55 @@ def test_unreadable_tables(tmp_path, name, content, message):
 
 def test_where_parsing_and_selection():
     where = parse_where(["model_type=clip,mammut", "samples_seen=1e6", "model_type=siglip"])
-    assert where == {"model_type": ["clip", "mammut", "siglip"], "samples_seen": ["1e6"]}
+    # repeated equality clauses of a column accumulate values
+    assert where == [Condition("model_type", "=", ("clip", "mammut", "siglip")),
+                     Condition("samples_seen", "=", ("1e6",))]
     assert select(TABLE, where).value.tolist() == [0.1, 0.2]
-    with pytest.raises(UserError, match="COLUMN=VALUE"):
+    assert select(TABLE, {"model_type": ["clip"]}).value.tolist() == [0.1, 0.3]  # older form
+    with pytest.raises(UserError, match="bad --where 'model_type': no operator"):
         parse_where(["model_type"])
     with pytest.raises(UserError, match="numeric"):
         select(TABLE, {"samples_seen": ["big"]})
     with pytest.raises(UserError, match="select no rows"):
         select(TABLE, {"model_type": ["mammut"], "samples_seen": ["3e6"]})
+
+
+def test_range_and_inequality_clauses():
+    assert select(TABLE, parse_where(["samples_seen<=1e6"])).value.tolist() == [0.1, 0.2]
+    assert select(TABLE, parse_where(["samples_seen<3e6"])).value.tolist() == [0.1, 0.2]
+    assert select(TABLE, parse_where(["samples_seen>1e6"])).value.tolist() == [0.3]
+    assert select(TABLE, parse_where(["samples_seen>=1e6", "samples_seen<=1e6"])
+                  ).value.tolist() == [0.1, 0.2]  # two bounds: an interval
+    assert select(TABLE, parse_where(["model_type!=mammut"])).value.tolist() == [0.1, 0.3]
+    with pytest.raises(UserError, match=r"outside \{mammut, clip\}"):  # != clauses accumulate
+        select(TABLE, parse_where(["model_type!=mammut", "model_type!=clip"]))
+    assert select(TABLE, parse_where(["samples_seen!=3e6"])).value.tolist() == [0.1, 0.2]
+    assert [str(c) for c in parse_where(["samples_seen <= 1e10"])] == ["samples_seen<=1e10"]
+
+
+@pytest.mark.parametrize("clause, message", [
+    ("samples_seen<=big", "'<=' needs a number, got 'big'"),
+    ("samples_seen<=1,2", "'<=' compares with one number, got 2 values"),
+    ("samples_seen<=", "no value after '<='"),
+    ("<=1e6", "no column name before the operator"),
+    ("samples_seen=<1e6", "more than one operator"),
+    ("samples_seen==1e6", "more than one operator"),
+    ("samples_seen<=nan", "'<=' needs a finite number"),
+    ("model_type=clip,,mammut", "an empty value"),
+])
+def test_malformed_clauses_say_what_is_wrong_and_how_to_fix_it(clause, message):
+    with pytest.raises(UserError) as error:
+        parse_where([clause])
+    text = str(error.value)
+    assert message in text and f"bad --where '{clause}'" in text
+    assert "e.g. --where 'samples_seen<=1e10'" in text and "\n" not in text
+
+
+def test_range_clause_on_text_or_outside_the_data():
+    with pytest.raises(UserError, match="'model_type' is not numeric.*use = or != for text"):
+        select(TABLE, parse_where(["model_type<=3"]))
+    with pytest.raises(UserError, match=r"no row has samples_seen>1e7 \('samples_seen' ranges "
+                                        r"from 1e\+06 to 3e\+06\)"):
+        select(TABLE, parse_where(["samples_seen>1e7"]))
+    with pytest.raises(UserError, match="no row has model_type outside"):
+        select(TABLE, parse_where(["model_type!=clip,mammut"]))

@@ -26,6 +26,7 @@ from vlscale.analysis.frontier import (
     select_frontier,
 )
 from vlscale.analysis.holdout import HoldoutResult, holdout, validate_holdout
+from vlscale.analysis.limits import Limits
 from vlscale.analysis.laws import (
     LAWS,
     ChinchillaLaw,
@@ -37,17 +38,18 @@ from vlscale.analysis.laws import (
     get_law,
 )
 from vlscale.analysis.plots import plot_fits
-from vlscale.analysis.table import load_table, select
+from vlscale.analysis.table import Condition, load_table, parse_where, select
 
 __all__ = [
-    "LAWS", "BootstrapResult", "ChinchillaFit", "ChinchillaLaw", "Comparison", "Frontier",
-    "HoldoutResult", "Law", "LawFit", "LogLinear", "MultiplierAt", "PowerLaw", "Saturating3",
-    "Saturating4", "add_compute", "add_error", "best_per_cell", "binned_minimum", "bootstrap",
-    "compare", "crossovers", "curve_points", "error_mode_for", "fit_chinchilla", "fit_curve",
-    "fit_isoflop", "fit_law", "fit_power_law", "frontier_allocation", "get_law",
-    "higher_is_better", "holdout", "isoflop_minimum", "isoflop_optima", "load_table",
-    "pareto_bin", "pareto_naive", "percentile_interval", "plot_fits", "select",
-    "select_frontier", "to_error", "validate_holdout",
+    "LAWS", "BootstrapResult", "ChinchillaFit", "ChinchillaLaw", "Comparison", "Condition",
+    "Frontier", "HoldoutResult", "Law", "LawFit", "Limits", "LogLinear", "MultiplierAt",
+    "PowerLaw", "Saturating3", "Saturating4", "add_compute", "add_error", "best_per_cell",
+    "binned_minimum", "bootstrap", "compare", "crossovers", "curve_points", "error_mode_for",
+    "fit_chinchilla", "fit_curve", "fit_isoflop", "fit_law", "fit_power_law",
+    "frontier_allocation", "get_law", "higher_is_better", "holdout", "isoflop_minimum",
+    "isoflop_optima", "load_table", "parse_where", "pareto_bin", "pareto_naive",
+    "percentile_interval", "plot_fits", "select", "select_frontier", "to_error",
+    "validate_holdout",
 ]
 
 # Results from the tracking server and the comparison report (MLflow is imported only when a

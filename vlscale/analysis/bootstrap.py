@@ -43,11 +43,23 @@ class BootstrapResult:
 def percentile_interval(values: np.ndarray, confidence: float = 0.95,
                         axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The central `confidence` percentile interval along `axis` (NaNs ignored; +-inf kept, so
-    an interval can be open-ended, e.g. a multiplier for a curve that never gets there)."""
+    an interval can be open-ended, e.g. a multiplier for a curve that never gets there).
+
+    numpy interpolates a percentile that falls between two infinite samples to NaN (inf - inf);
+    infinities are therefore swapped for the largest float before, and back after: a bound
+    that interpolates into the infinite tail is infinite, an unbounded end and not undefined."""
     tail = 50.0 * (1.0 - confidence)
     values = np.asarray(values, dtype=float)
-    with np.errstate(invalid="ignore"):
-        low, high = np.nanpercentile(values, [tail, 100.0 - tail], axis=axis)
+    huge = np.finfo(float).max
+    finite = np.where(np.isposinf(values), huge, np.where(np.isneginf(values), -huge, values))
+    with np.errstate(invalid="ignore", over="ignore"):
+        low, high = np.nanpercentile(finite, [tail, 100.0 - tail], axis=axis)
+    # interpolating between a finite sample and the stand-in gives a share of 1.8e308
+    unbounded = huge * 1e-8
+    low, high = (np.where(bound >= unbounded, np.inf, np.where(bound <= -unbounded, -np.inf,
+                                                                  bound)) for bound in (low, high))
+    if np.ndim(low) == 0:
+        return low[()], high[()]
     return low, high
 
 
@@ -68,11 +80,12 @@ def resample_points(n_points: int, n_resamples: int, rng: np.random.Generator) -
 
 
 def resample_runs(x: np.ndarray, y: np.ndarray, frontier: str, n_resamples: int,
-                  rng: np.random.Generator) -> np.ndarray:
+                  rng: np.random.Generator, fit_below: float | None = None) -> np.ndarray:
     """(B, n) 0/1 weights: resample all runs, then mark the frontier of each resample.
 
     This propagates the uncertainty of *which* points form the frontier, not only of their
-    values; a point drawn twice is still one frontier point.
+    values; a point drawn twice is still one frontier point. With `fit_below`, frontier points
+    above it get weight 0 (the frontier of all drawn runs, cut: held-out validation).
     """
     if frontier == "binned_min":
         raise UserError("bootstrapping over runs needs a frontier of real points: use "
@@ -82,6 +95,8 @@ def resample_runs(x: np.ndarray, y: np.ndarray, frontier: str, n_resamples: int,
         drawn = np.unique(rng.integers(0, len(x), len(x)))
         chosen = select_frontier(x[drawn], y[drawn], frontier).index
         weights[row, drawn[chosen]] = 1.0
+    if fit_below is not None:
+        weights[:, x > fit_below] = 0.0
     return weights
 
 
@@ -119,11 +134,13 @@ def bootstrap(problem: Problem, warm_starts: np.ndarray, n_resamples: int, *, se
               over: str = "frontier", confidence: float = 0.95,
               all_points: tuple[np.ndarray, np.ndarray] | None = None,
               frontier: str = "pareto_bin", point_weights: np.ndarray | None = None,
+              fit_below: float | None = None,
               progress: Progress | None = None) -> BootstrapResult:
     """Bootstrap a fit. `over="frontier"` resamples the fitted points of `problem`;
     `over="runs"` resamples `all_points` (every run) and re-selects the `frontier` each time,
-    fitting on all points with 0/1 weights. `point_weights` (fixed per-point weights of the fit,
-    for the resampled points) multiply the resampling weights."""
+    fitting on all points with 0/1 weights (those above `fit_below` excluded, see
+    `resample_runs`). `point_weights` (fixed per-point weights of the fit, for the resampled
+    points) multiply the resampling weights."""
     if n_resamples < 1:
         raise UserError("the number of bootstrap resamples must be at least 1")
     if not 0.0 < confidence < 1.0:
@@ -135,7 +152,7 @@ def bootstrap(problem: Problem, warm_starts: np.ndarray, n_resamples: int, *, se
         if all_points is None:
             raise ValueError("bootstrapping over runs needs all_points")
         x, y = all_points
-        weights = resample_runs(x, y, frontier, n_resamples, rng)
+        weights = resample_runs(x, y, frontier, n_resamples, rng, fit_below)
         problem = Problem(problem.law, x, y, problem.loss, problem.delta)
     else:
         raise UserError(f"unknown bootstrap mode '{over}': use one of "

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from vlscale.analysis import columns as C
+from vlscale.analysis import limits
 from vlscale.analysis.axes import ERROR_MODES, add_compute, add_error
 from vlscale.analysis.bootstrap import BOOTSTRAP_OVER
 from vlscale.analysis.cells import best_per_cell
@@ -21,7 +22,7 @@ from vlscale.analysis.holdout import holdout
 from vlscale.analysis.laws import LAWS
 from vlscale.analysis.plots import plot_fits
 from vlscale.analysis.summary import comparison_record, fit_record, format_text
-from vlscale.analysis.table import load_table, parse_where, select
+from vlscale.analysis.table import WHERE_HELP, load_table, parse_where, select
 from vlscale.errors import UserError
 
 EXAMPLE = """\
@@ -30,12 +31,15 @@ example (CLIP vs MaMMUT on ImageNet, Nezhurina et al. 2025):
       --where downstream_dataset=imagenet1k --where metric=acc1 \\
       --where pretrain_dataset=datacomp_1b --where lr_scheduler=cosine \\
       --where model_type=clip,mammut --group model_type \\
+      --max-compute 1e12 --max-samples-seen 1e10 --min-compute 1e6 --drop-failed-large-runs \\
       --predict-at 2.158e12 2.593e12 --bootstrap 1000 --plot fit.png --json fit.json
 
 The table has one row per evaluation (columns: downstream_dataset, metric, pretrain_dataset,
 lr_scheduler, model_type, arch, samples_seen, gflops_per_sample, gflops_total, value). Rows are
-first reduced to the best run per cell (task, procedure, arch, samples_seen); every group is then
-fitted on its compute frontier. Predictions ("y") are errors, in the same space as the fit: with
+first reduced to the best run per cell (task, procedure, arch, samples_seen), the limits
+(--max-compute ..., here the paper's fig1 filter) drop cells, and every group is then fitted on
+its compute frontier. Range filters on any numeric column of the rows go through --where, e.g.
+--where 'samples_seen<=1e10'. Predictions ("y") are errors, in the same space as the fit: with
 --error 1-value (accuracies, recalls), the metric itself is "value" = 1 - y. When exactly two
 groups are fitted, they are compared (crossover compute, compute multiplier, exponent and floor
 differences; intervals need --bootstrap)."""
@@ -49,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and comparison of two groups.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", help="results table: a .csv or .parquet file")
-    parser.add_argument("--where", action="append", default=[], metavar="COL=V[,V...]",
-                        help="keep rows whose COL is one of the values (repeatable)")
+    parser.add_argument("--where", action="append", default=[], metavar="COND",
+                        help=WHERE_HELP)
     parser.add_argument("--group", metavar="COL",
                         help="fit one law per value of COL (e.g. model_type)")
     parser.add_argument("--compute", default=C.GFLOPS_TOTAL, metavar="COL",
@@ -79,8 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="interval level (default 0.95)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--holdout-above", type=float, metavar="C",
-                        help="fit only on compute <= C and report the prediction error of the "
-                             "frontier points above C; everything reported is then that fit's")
+                        help="held-out validation as the paper does it: choose the frontier "
+                             "of all points, fit its points with compute <= C, report the "
+                             "prediction error of those above C; everything reported is then "
+                             "that fit's")
+    limits.add_arguments(parser)
     parser.add_argument("--plot", metavar="FILE", help="write the figure as FILE .png and .pdf")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
     parser.set_defaults(func=run_fit)
@@ -105,14 +112,15 @@ def _check_numbers(table: pd.DataFrame, names: list[str], positive: list[str]) -
 
 
 def _prepare(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
-    """Load, select, aggregate to cells, add compute and error columns."""
+    """Load, select, aggregate to cells, add compute and error columns, apply the limits."""
+    bounds = limits.from_arguments(args)
     table = select(load_table(args.table), parse_where(args.where))
     _check_numbers(table, [C.VALUE], [args.compute, C.GFLOPS_PER_SAMPLE, C.SAMPLES_SEEN])
     if {C.ARCH, C.SAMPLES_SEEN, C.VALUE, C.METRIC} <= set(table.columns):
         table = best_per_cell(table)
     table = add_compute(table, args.compute)
     table, mode = add_error(table, args.error)
-    return table, mode
+    return bounds.apply(table, args.compute, "error", mode), mode
 
 
 def _groups(table: pd.DataFrame, group: str | None) -> list[tuple[str, pd.DataFrame]]:
@@ -157,7 +165,8 @@ def run_fit(args: argparse.Namespace) -> int:
             fits.append(fit_curve(x, y, args.law, args.frontier, **options))
             heldouts.append(None)
     records = [fit_record(fit, args.predict_at, mode, held) for fit, held in zip(fits, heldouts)]
-    document = {"table": str(args.table), "where": args.where, "compute": args.compute,
+    document = {"table": str(args.table), "where": args.where,
+                "limits": limits.from_arguments(args).record(), "compute": args.compute,
                 "error": mode, "law": args.law, "frontier": args.frontier,
                 "method": args.method, "fits": records}
     comparison = None

@@ -14,7 +14,7 @@ import pandas as pd
 
 from vlscale.analysis.bootstrap import (BootstrapResult, Progress, bootstrap, named_intervals,
                                         percentile_interval)
-from vlscale.analysis.frontier import select_frontier
+from vlscale.analysis.frontier import PARETO_BIN_BASE_COMPUTE, Frontier, select_frontier
 from vlscale.analysis.laws import Law, LogLinear, get_law
 from vlscale.analysis.optimize import Problem, multistart
 from vlscale.errors import UserError
@@ -106,7 +106,8 @@ def fit_curve(x: np.ndarray, y: np.ndarray, law: str | Law = "saturating4",
               delta: float = 1e-3, starts: np.ndarray | None = None,
               weights: np.ndarray | None = None, n_bins: int = 5, n_bootstrap: int = 0,
               bootstrap_over: str = "frontier", seed: int = 0, confidence: float = 0.95,
-              progress: Progress | None = None, label: str = "") -> LawFit:
+              progress: Progress | None = None, label: str = "",
+              fit_below: float | None = None) -> LawFit:
     """Fit `law` to the `frontier` of the points (x = compute, y = error).
 
     The full-data fit starts from `starts` (default: the law's grid, e.g. the paper's 3200 values
@@ -114,6 +115,12 @@ def fit_curve(x: np.ndarray, y: np.ndarray, law: str | Law = "saturating4",
     the fit of every point when `frontier="none"`. With `n_bootstrap > 0` the fit is refitted on
     that many seeded resamples (of the frontier points, or of all runs with
     `bootstrap_over="runs"`).
+
+    `fit_below`: fit only the frontier points with compute <= it. The frontier is still chosen
+    from *all* points and then cut, as the paper's held-out validation does (re-selecting it
+    from the points below would move `pareto_bin`'s bins, which depend on the largest compute,
+    and so pick other points). With `bootstrap_over="runs"` each resample's frontier is likewise
+    chosen from all its runs and then cut. `all_x`, `all_y` remain every point.
     """
     law = get_law(law)
     if method not in METHODS:
@@ -124,11 +131,21 @@ def fit_curve(x: np.ndarray, y: np.ndarray, law: str | Law = "saturating4",
         raise UserError("no points to fit: the selection is empty")
     _check_points(x, y, law, loss)
     chosen = select_frontier(x, y, frontier, n_bins=n_bins)
+    if fit_below is not None:
+        kept = chosen.x <= fit_below
+        chosen = Frontier(chosen.x[kept], chosen.y[kept],
+                          None if chosen.index is None else chosen.index[kept], chosen.method)
     n_params = len(law.param_names)
     if len(chosen.x) < n_params:
-        raise UserError(f"only {len(chosen.x)} point(s) to fit (frontier '{frontier}' of "
+        where = "" if fit_below is None else f" at or below {fit_below:g}"
+        hint = ("add data, use --frontier none, or a law with fewer parameters"
+                if fit_below is None else "raise --holdout-above")
+        if frontier == "pareto_bin" and int(np.log2(x.max() / PARETO_BIN_BASE_COMPUTE)) < 2:
+            hint = (f"pareto_bin needs max compute >= {4 * PARETO_BIN_BASE_COMPUTE:g} (its bins "
+                    "start at int(log2(max C / 1500)) edges): use --frontier pareto_naive")
+        raise UserError(f"only {len(chosen.x)} point(s) to fit{where} (frontier '{frontier}' of "
                         f"{len(x)}), fewer than the {n_params} parameters of law '{law.name}': "
-                        "add data, use --frontier none, or a law with fewer parameters")
+                        f"{hint}")
     all_weights = None
     if weights is not None:
         if frontier != "none":
@@ -155,6 +172,7 @@ def fit_curve(x: np.ndarray, y: np.ndarray, law: str | Law = "saturating4",
     if n_bootstrap:
         samples = bootstrap(problem, minima, n_bootstrap, seed=seed, over=bootstrap_over,
                             confidence=confidence, all_points=(x, y), frontier=frontier,
+                            fit_below=fit_below,
                             point_weights=weights if bootstrap_over == "frontier" else all_weights,
                             progress=progress)
     return LawFit(law, params, law.public_params(params), chosen.x, chosen.y, x, y,

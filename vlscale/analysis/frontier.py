@@ -15,7 +15,7 @@ from vlscale.errors import UserError
 
 FRONTIER_METHODS: tuple[str, ...] = ("pareto_bin", "pareto_naive", "binned_min", "none")
 PARETO_BIN_BASE_COMPUTE = 1500.0
-"""The paper's reference compute for the bin count: int(log2(max C / 1500)) bins."""
+"""The paper's reference compute for the bin count: int(log2(max C / 1500)) bin edges."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,24 +49,63 @@ def pareto_naive(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def pareto_bin(x: np.ndarray, y: np.ndarray,
                base_compute: float = PARETO_BIN_BASE_COMPUTE) -> np.ndarray:
-    """The paper's binned frontier (Nezhurina et al. 2025).
+    """The paper's binned frontier, step for step as its `pareto_frontier_bins` computes it
+    (Nezhurina et al. 2025, `scaling_laws/utils.py`; the steps of ../shared/anchors/README.md):
 
-    Split log2(C / base) over [min C, max C] into int(log2(max C / base)) equal bins (the last
-    one closed), keep the lowest error of each bin, then keep only the bin minima that improve on
-    every point of lower compute. Binning first makes the frontier robust to a single lucky run
-    at nearly the same compute as a slightly worse, better-placed one.
+    1. n = int(log2(max C / `base_compute`)) edges, geometrically spaced from min C to max C
+       (`numpy.geomspace(min C, max C, n)`), so n - 1 half-open bins [edge_i, edge_i+1); the
+       largest-compute point lies in no bin (it gets its own chance in step 4).
+    2. Per bin, the point of lowest error. Ties: among exactly tied errors within a bin the
+       point of *higher compute* wins (then the earlier input row). The paper's code leaves this
+       to numpy's unstable `argsort`, so its pick depends on the numpy build and the order of
+       the bin's rows. On its fig1 input (errors rounded to 3 decimals in the published table)
+       MaMMUT has three tied bins: that argsort took the higher compute in one (the one where a
+       stable sort would differ) and the lower in two. No order-free rule reproduces that; of
+       the two deterministic ones, higher-compute-wins lands closer to the paper code's MaMMUT
+       fit (c within 6e-4, d within 5e-4; lower-compute-wins: d off by 2.4e-3), see
+       tests/analysis/test_paper_fig1.py.
+    3. The bin minima in compute order, keeping the first and then each one whose error is
+       strictly below the running minimum.
+    4. The largest-compute point (of several at max C, the lowest error, then the earliest row),
+       if its error is strictly below that running minimum.
+    5. Every point whose compute equals some frontier compute *and* whose error equals some
+       frontier error, the two matched independently (so identical duplicates of a frontier
+       point are all kept, as the paper's mask keeps them).
+
+    With n < 2 there are no bins: only the largest point can be selected (the paper's code
+    fails there). Binning first makes the frontier robust to a single lucky run at nearly the
+    same compute as a slightly worse, better-placed one. Returns indices sorted by (compute,
+    error, row).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) == 0:
         return np.arange(0)
-    position = np.log2(x / base_compute)
-    n_bins = max(int(np.log2(x.max() / base_compute)), 1)
-    edges = np.linspace(position.min(), position.max(), n_bins + 1)
-    bin_of = np.clip(np.searchsorted(edges, position, side="right") - 1, 0, n_bins - 1)
-    order = np.lexsort((x, y, bin_of))  # by bin, then error, then compute
+    n_edges = int(np.log2(x.max() / base_compute))
+    edges = np.geomspace(x.min(), x.max(), n_edges) if n_edges > 0 else np.empty(0)
+    # step 1: bin i holds edges[i] <= x < edges[i + 1]; -1 / n_edges - 1 = in no bin
+    bin_of = np.searchsorted(edges, x, side="right") - 1
+    in_bin = (bin_of >= 0) & (bin_of < len(edges) - 1)
+    # step 2: per bin, lowest error, then highest compute, then the earliest row
+    rows = np.flatnonzero(in_bin)
+    order = rows[np.lexsort((rows, -x[rows], y[rows], bin_of[rows]))]
     first_in_bin = np.ones(len(order), dtype=bool)
     first_in_bin[1:] = bin_of[order][1:] != bin_of[order][:-1]
-    return _staircase(x, y, order[first_in_bin])
+    minima = order[first_in_bin]  # ordered by bin, i.e. by compute
+    # step 3: strict improvements on the running minimum (the first is kept: min of nothing)
+    kept, running = [], np.inf
+    for i in minima:
+        if y[i] < running:
+            kept.append(i)
+            running = y[i]
+    # step 4: the largest-compute point
+    at_max = np.flatnonzero(x == x.max())
+    largest = at_max[np.lexsort((at_max, y[at_max]))[0]]
+    if y[largest] < running:
+        kept.append(largest)
+    # step 5: independent matching of computes and errors
+    mask = np.isin(x, x[kept]) & np.isin(y, y[kept])
+    selected = np.flatnonzero(mask)
+    return selected[np.lexsort((selected, y[selected], x[selected]))]
 
 
 def binned_minimum(x: np.ndarray, y: np.ndarray, n_bins: int = 5,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vlscale.analysis import limits
 from vlscale.analysis.axes import ERROR_MODES
 from vlscale.analysis.frontier import FRONTIER_METHODS
 from vlscale.analysis.laws import LAWS
-from vlscale.analysis.table import parse_where
+from vlscale.analysis.table import WHERE_HELP, parse_where
 from vlscale.errors import UserError
 
 REPORT_EXAMPLES = """\
@@ -21,6 +22,11 @@ examples:
   vlscale report lscomp_overview_best_per_cell.csv --out nezhurina/ \\
       --where downstream_dataset=imagenet1k --where metric=acc1 --where lr_scheduler=cosine \\
       --group model_type                           # one comparison per pretrain_dataset
+  vlscale report lscomp_overview_best_per_cell.csv --out fig1/ \
+      --where downstream_dataset=imagenet1k --where metric=acc1 --where lr_scheduler=cosine \
+      --where pretrain_dataset=datacomp_1b --where model_type=clip,mammut --group model_type \
+      --max-compute 1e12 --max-samples-seen 1e10 --min-compute 1e6 \
+      --drop-failed-large-runs                     # the paper's fig1 selection
 
 The report answers "which procedure scales better, and how sure are we": per procedure the
 points, frontier and fitted law with bootstrap bands, the coefficients with intervals, held-out
@@ -62,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--group", metavar="COL",
                         help="column to compare (default: procedure if present, else "
                              "model_type)")
-    report.add_argument("--where", action="append", default=[], metavar="COL=V[,V...]",
-                        help="keep rows whose COL is one of the values (repeatable)")
+    report.add_argument("--where", action="append", default=[], metavar="COND",
+                        help=WHERE_HELP)
     report.add_argument("--bootstrap", type=int, default=200, metavar="N",
                         help="bootstrap resamples per fit (default 200)")
     report.add_argument("--target-compute", type=float, metavar="C",
@@ -79,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--confidence", type=float, default=0.95,
                         help="interval level (default 0.95)")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    limits.add_arguments(report)
     report.add_argument("--no-publish", action="store_true",
                         help="do not attach a sweep's report to its parent MLflow run")
     _store_arguments(report)
@@ -119,7 +126,8 @@ def run_report(args: argparse.Namespace) -> int:
                           group=args.group, where=where, bootstrap=args.bootstrap,
                           target_compute=args.target_compute, law=args.law,
                           frontier=args.frontier, confidence=args.confidence, seed=args.seed,
-                          error=args.error, publish=not args.no_publish)
+                          error=args.error, publish=not args.no_publish,
+                          limits=limits.from_arguments(args))
     print(result.verdict)
     print(f"wrote {result.html}, {result.json} and {len(result.figures)} figure files")
     if result.artifact_uri:

@@ -1,6 +1,9 @@
 """Fit results as plain records (for JSON) and as a terminal table.
 
-Records use only JSON types: NaN and infinities become null, so any JSON reader accepts them.
+Records use only JSON types, so any JSON reader accepts them: an infinite number (an unbounded
+interval end, e.g. the multiplier of a law that never reaches the other's error) is the string
+"inf" (or "-inf"), and NaN (undefined: no value) is null. The terminal table writes them as
+"unbounded" and "n/a".
 """
 
 from __future__ import annotations
@@ -16,13 +19,29 @@ from vlscale.analysis.fit import LawFit
 from vlscale.analysis.holdout import HoldoutResult
 
 
+INF, NEG_INF = "inf", "-inf"
+"""How JSON records write an infinite number (JSON has no infinity)."""
+
+
+def from_json_number(value) -> float | None:
+    """A number as `clean` wrote it, back to a float (None stays None)."""
+    if value == INF:
+        return math.inf
+    if value == NEG_INF:
+        return -math.inf
+    return None if value is None else float(value)
+
+
 def clean(value):
-    """Recursively convert numpy scalars/arrays to Python and non-finite floats to None."""
+    """Recursively convert numpy scalars/arrays to Python; +-inf -> "inf" / "-inf", NaN ->
+    None (see the module docstring)."""
     if isinstance(value, dict):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
         return [clean(v) for v in value]
     if isinstance(value, (np.floating, float)):
+        if math.isinf(value):
+            return INF if value > 0 else NEG_INF
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
@@ -89,7 +108,10 @@ def comparison_record(comparison: Comparison) -> dict:
 
 
 def _number(value) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    """A record's number for the terminal: "unbounded" for an infinite one, "n/a" for none."""
+    if value in (INF, NEG_INF):
+        return "unbounded" if value == INF else "-unbounded"
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _ci(pair) -> str:
@@ -117,18 +139,23 @@ def format_text(records: Sequence[dict], comparison: dict | None = None) -> str:
     if comparison:
         crossings = ", ".join(_number(x) for x in comparison["crossovers"]) or "none"
         probability = comparison["crossover_probability"]
-        lines.append(f"{comparison['a']} vs {comparison['b']}: crossover at "
-                     f"{_number(comparison['crossover_x'])}{_ci(comparison['crossover_ci'])}"
+        span = (f"[{_number(comparison['search_range'][0])}, "
+                f"{_number(comparison['search_range'][1])}]")
+        first = ("no crossover in " + span if comparison["crossover_x"] is None else
+                 f"crossover at {_number(comparison['crossover_x'])}"
+                 f"{_ci(comparison['crossover_ci'])}")
+        lines.append(f"{comparison['a']} vs {comparison['b']}: {first}"
                      + ("" if probability is None else f", P(crossover) = {probability:.2f}")
-                     + f"; all crossings in [{_number(comparison['search_range'][0])}, "
-                     f"{_number(comparison['search_range'][1])}]: {crossings}")
+                     + ("" if comparison["crossover_x"] is None
+                        else f"; all crossings in {span}: {crossings}"))
         lines.append(f"exponent difference (c_{comparison['a']} - c_{comparison['b']}) = "
                      f"{_number(comparison['exponent_difference'])}"
                      f"{_ci(comparison['exponent_difference_ci'])}; floor difference = "
                      f"{_number(comparison['floor_difference'])}"
                      f"{_ci(comparison['floor_difference_ci'])}")
         for m in comparison["multiplier_at"]:
+            times = (f"an unbounded multiple{_ci(m['ci'])} of" if m["multiplier"] == INF
+                     else f"{_number(m['multiplier'])}x{_ci(m['ci'])}")
             lines.append(f"compute multiplier at {_number(m['x'])}: {comparison['a']} needs "
-                         f"{_number(m['multiplier'])}x{_ci(m['ci'])} the compute of "
-                         f"{comparison['b']} for the same error")
+                         f"{times} the compute of {comparison['b']} for the same error")
     return "\n".join(lines)

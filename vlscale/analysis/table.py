@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,40 +32,138 @@ def load_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def parse_where(clauses: Sequence[str]) -> dict[str, list[str]]:
-    """`["COL=V1,V2", ...]` -> {COL: [V1, V2]}; repeated columns accumulate values."""
-    selection: dict[str, list[str]] = {}
-    for clause in clauses:
-        column, sep, values = clause.partition("=")
-        if not sep or not column.strip() or not values.strip():
-            raise UserError(f"bad --where '{clause}': write COLUMN=VALUE or COLUMN=V1,V2")
-        selection.setdefault(column.strip(), []).extend(v.strip() for v in values.split(","))
-    return selection
+OPERATORS: tuple[str, ...] = ("<=", ">=", "!=", "<", ">", "=")
+"""`--where` comparisons, longest first (so `<=` is not read as `<`)."""
+RANGE_OPERATORS = frozenset({"<", "<=", ">", ">="})
+WHERE_HELP = ("keep rows where COL=V[,V...] (one of the values), COL!=V[,V...] (none of them), "
+              "or COL<X, COL<=X, COL>X, COL>=X (numeric columns; quote it in the shell, e.g. "
+              "'samples_seen<=1e10'); repeatable, all must hold")
 
 
-def _matches(series: pd.Series, values: list[str], column: str) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(series):
+@dataclass(frozen=True)
+class Condition:
+    """One `--where` clause: `column op values`. `=` keeps rows equal to one of `values`
+    (numbers compared with `numpy.isclose`), `!=` rows equal to none of them; the range
+    operators compare a numeric column with one number exactly (as the paper's `<=` limits)."""
+
+    column: str
+    op: str
+    values: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.column}{self.op}{','.join(self.values)}"
+
+
+def _bad(clause: str, why: str) -> UserError:
+    return UserError(f"bad --where '{clause}': {why} (write COL=V1,V2, COL!=V, or COL<=X with "
+                     "<, <=, >, >=, e.g. --where 'samples_seen<=1e10')")
+
+
+def parse_clause(clause: str) -> Condition:
+    """`"COL<=1e10"` -> Condition("COL", "<=", ("1e10",)); a malformed clause is a UserError
+    that says what is wrong."""
+    found = [(clause.find(op), -len(op), op) for op in OPERATORS if op in clause]
+    if not found:
+        raise _bad(clause, "no operator")
+    position, _, op = min(found)  # the leftmost operator, the longer one at a tie
+    column, rest = clause[:position].strip(), clause[position + len(op):]
+    if rest.startswith(("=", "<", ">", "!")) or any(o in rest for o in ("<", ">", "!=")):
+        raise _bad(clause, f"more than one operator after '{column}{op}'")
+    if not column:
+        raise _bad(clause, "no column name before the operator")
+    values = tuple(v.strip() for v in rest.split(","))
+    if not rest.strip() or not all(values):
+        raise _bad(clause, f"no value after '{op}'" if not rest.strip() else "an empty value")
+    if op in RANGE_OPERATORS:
+        if len(values) != 1:
+            raise _bad(clause, f"'{op}' compares with one number, got {len(values)} values")
         try:
-            numbers = [float(v) for v in values]
+            number = float(values[0])
         except ValueError:
-            raise UserError(f"--where {column}=...: column '{column}' is numeric, got "
-                            f"{', '.join(values)}") from None
-        return series.astype(float).apply(lambda v: bool(np.isclose(numbers, v).any()))
-    return series.astype(str).isin(values)
+            raise _bad(clause, f"'{op}' needs a number, got '{values[0]}'") from None
+        if not np.isfinite(number):
+            raise _bad(clause, f"'{op}' needs a finite number, got '{values[0]}'")
+    return Condition(column, "=" if op == "=" else op, values)
 
 
-def select(df: pd.DataFrame, where: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Rows whose column values are among the given ones, for every column in `where`."""
+def parse_where(clauses: Sequence[str]) -> list[Condition]:
+    """`["COL=V1,V2", "COL<=X", ...]` -> conditions, all of which a selected row meets.
+
+    Repeated `=` clauses of one column accumulate their values (`--where model_type=clip
+    --where model_type=mammut` keeps both, as before range filters existed), as do repeated
+    `!=` clauses; range clauses each add a bound (`>=` and `<=` make an interval)."""
+    merged: list[Condition] = []
+    for condition in map(parse_clause, clauses):
+        same = next((i for i, c in enumerate(merged) if condition.op in ("=", "!=")
+                     and (c.column, c.op) == (condition.column, condition.op)), None)
+        if same is None:
+            merged.append(condition)
+        else:
+            merged[same] = Condition(condition.column, condition.op,
+                                     merged[same].values + condition.values)
+    return merged
+
+
+def as_conditions(where: Mapping[str, Sequence[str]] | Sequence[Condition | str] | None
+                  ) -> list[Condition]:
+    """Any accepted form of a selection as conditions: {COL: [values]} (equality, the older
+    form), clause strings, or conditions."""
+    if not where:
+        return []
+    if isinstance(where, Mapping):
+        return [Condition(str(k), "=", tuple(str(v) for v in values))
+                for k, values in where.items()]
+    if all(isinstance(c, str) for c in where):
+        return parse_where(list(where))
+    return [c if isinstance(c, Condition) else parse_clause(c) for c in where]
+
+
+def _numbers(series: pd.Series, condition: Condition) -> list[float]:
+    try:
+        return [float(v) for v in condition.values]
+    except ValueError:
+        raise UserError(f"--where {condition}: column '{condition.column}' is numeric, got "
+                        f"{', '.join(condition.values)}") from None
+
+
+def _matches(series: pd.Series, condition: Condition) -> pd.Series:
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if condition.op in RANGE_OPERATORS:
+        if not numeric:
+            raise UserError(f"--where {condition}: column '{condition.column}' is not numeric "
+                            f"(e.g. {series.iloc[0]!r}); '{condition.op}' needs numbers, use = "
+                            "or != for text")
+        bound = float(condition.values[0])
+        values = series.astype(float)
+        return {"<": values < bound, "<=": values <= bound, ">": values > bound,
+                ">=": values >= bound}[condition.op]
+    if numeric:
+        numbers = _numbers(series, condition)
+        equal = series.astype(float).apply(lambda v: bool(np.isclose(numbers, v).any()))
+    else:
+        equal = series.astype(str).isin(condition.values)
+    return equal if condition.op == "=" else ~equal
+
+
+def select(df: pd.DataFrame,
+           where: Mapping[str, Sequence[str]] | Sequence[Condition | str]) -> pd.DataFrame:
+    """Rows that meet every condition of `where` (see `as_conditions` for its forms)."""
     keep = pd.Series(True, index=df.index)
-    for column, values in where.items():
+    for condition in as_conditions(where):
+        column = condition.column
         if column not in df.columns:
             raise UserError(f"--where column '{column}' is not in the table (columns: "
                             f"{', '.join(map(str, df.columns))})")
-        matched = _matches(df[column], list(values), column)
+        matched = _matches(df[column], condition)
         if not matched.any():
+            if condition.op in RANGE_OPERATORS:
+                values = df[column].astype(float)
+                raise UserError(f"no row has {condition} ('{column}' ranges from "
+                                f"{values.min():g} to {values.max():g})")
             present = ", ".join(map(str, sorted(df[column].astype(str).unique())[:12]))
-            raise UserError(f"no row has {column} in {{{', '.join(values)}}} (values in the "
-                            f"table: {present})")
+            what = "in" if condition.op == "=" else "outside"
+            raise UserError(f"no row has {column} {what} {{{', '.join(condition.values)}}} "
+                            f"(values in the table: {present})")
         keep &= matched
     selected = df[keep]
     if selected.empty:

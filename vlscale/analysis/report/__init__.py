@@ -1,8 +1,10 @@
 """The comparison report: "which procedure scales better, and how sure are we".
 
 `write_report(source, out_dir)` takes a sweep id (read from the tracking store), a table file or
-a DataFrame, and writes `report.html` (self-contained), `report.json` (every number on the page)
-and the figures as PNG and PDF. For a sweep it also uploads the folder to the sweep's parent
+a DataFrame, and writes `report.html` (self-contained), `report.json` (every number on the page;
+an infinite number, e.g. an unbounded interval end, is the string "inf" / "-inf", an undefined
+one null: `summary.clean`) and the figures as PNG and PDF. The page opens with each verdict at
+a glance (`Verdict.summary`) and the fit plot; the tables and the full verdict text follow. For a sweep it also uploads the folder to the sweep's parent
 MLflow run and links it from the run's description. Build steps: `build`; the verdict's rules:
 `verdict`; the next-cells heuristic: `next_cells`.
 """
@@ -23,7 +25,8 @@ from vlscale.analysis.report.html import render
 from vlscale.analysis.report.select import ReportOptions
 from vlscale.analysis.report.verdict import Verdict
 from vlscale.analysis.runs import SweepResults, load_results, read_source
-from vlscale.analysis.table import parse_where
+from vlscale.analysis.limits import Limits
+from vlscale.analysis.table import Condition, as_conditions
 
 __all__ = ["ReportOptions", "ReportResult", "Verdict", "write_report"]
 
@@ -64,11 +67,11 @@ def write_report(source: str | Path | pd.DataFrame | SweepResults | None,
                  out_dir: str | Path, *, sweep: Any = None,
                  tracking_uri: str | None = None, task: str | None = None,
                  metric: str | None = None, group: str | None = None,
-                 where: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+                 where: Mapping[str, Sequence[str]] | Sequence[str | Condition] | None = None,
                  bootstrap: int = 200, target_compute: float | None = None,
                  law: str = "saturating4", frontier: str = "pareto_bin",
                  confidence: float = 0.95, seed: int = 0, error: str | None = None,
-                 publish: bool = True,
+                 publish: bool = True, limits: Limits | None = None,
                  progress: Callable[[str], None] | None = _stderr) -> ReportResult:
     """Write the comparison report of `source` to `out_dir`.
 
@@ -76,13 +79,14 @@ def write_report(source: str | Path | pd.DataFrame | SweepResults | None,
     .parquet path, a DataFrame, or `SweepResults`. `sweep` (a `tracking.SweepRun` or a sweep
     id) says which sweep a DataFrame `source` (or None: the sweep's own table) comes from: its
     runs and `grid.json` fill the grid section and the report goes to its parent run.
-    `where`: {column: [values]} or ["COLUMN=V1,V2", ...]. `error`: "1-value" or "value"
-    (default: from the metric's name). `publish`: upload a sweep's report to its parent run.
+    `where`: {column: [values]}, clause strings ["COLUMN=V1,V2", "COLUMN<=X", ...] or
+    `table.Condition`s. `error`: "1-value" or "value" (default: from the metric's name).
+    `limits`: the compute / samples-seen limits and failed-run rule for the fitted cells
+    (`limits.Limits`; default none). `publish`: upload a sweep's report to its parent run.
     Raises `UserError` (one line) for anything the report cannot be made from.
     """
-    if where and not isinstance(where, Mapping):
-        where = parse_where(list(where))
-    options = ReportOptions(task=task, metric=metric, group=group, where=dict(where or {}),
+    options = ReportOptions(task=task, metric=metric, group=group,
+                            where=tuple(as_conditions(where)), limits=limits or Limits(),
                             n_bootstrap=bootstrap, target_compute=target_compute, law=law,
                             frontier=frontier, confidence=confidence, seed=seed, error=error)
     results = _results(source, sweep, tracking_uri)

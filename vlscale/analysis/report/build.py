@@ -29,6 +29,7 @@ from vlscale.analysis.report.select import (ReportOptions, best_cells, check_col
 from vlscale.analysis.report.verdict import Verdict, ahead_at, decide
 from vlscale.analysis.runs import SweepResults
 from vlscale.analysis.summary import clean, comparison_record, fit_record
+from vlscale.analysis.table import as_conditions
 from vlscale.errors import UserError
 
 TARGET_FACTOR = 10.0
@@ -81,6 +82,12 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
         label = str(label)
         cells = add_compute(best_cells(part, mode))
         cells, mode = add_error(cells, mode)
+        try:
+            cells = options.limits.apply(cells, C.GFLOPS_TOTAL, "error", mode)
+        except UserError as error:
+            records.append({"group": label, "fitted": False, "n_cells": 0,
+                            "reason": str(error)})
+            continue
         cells_by_group[label] = cells
         progress(f"fitting {label}{f' ({title})' if title else ''}: {len(cells)} cells, "
                  f"{options.n_bootstrap} bootstrap resamples")
@@ -162,8 +169,9 @@ def _next_cells(fits, cells_by_group, rows, grid, context, target, options,
             for column, value in context.items():
                 if column in declared and declared[column].notna().any():
                     declared = declared[declared[column].astype(str) == value]
-        options_for = next_cells.candidates(fit.label, cells_by_group[fit.label], ladder,
-                                            declared)
+        options_for = [c for c in next_cells.candidates(fit.label, cells_by_group[fit.label],
+                                                        ladder, declared)
+                       if _within(c, options.limits)]
         progress(f"scoring {len(options_for)} candidate cells for {fit.label}")
         suggestions += next_cells.suggest(fit, options_for, target,
                                           n_resamples=min(options.n_bootstrap, 200),
@@ -176,6 +184,14 @@ def _next_cells(fits, cells_by_group, rows, grid, context, target, options,
              "width_before": s.width_before, "width_after": s.width_after,
              "reduction": s.reduction, "reduction_per_exaflop": s.per_compute * 1e9}
             for s in best]
+
+
+def _within(candidate, limits) -> bool:
+    """A candidate cell the limits would keep (it could never enter the fit otherwise)."""
+    return not ((limits.max_compute is not None and candidate.compute > limits.max_compute)
+                or (limits.min_compute is not None and candidate.compute < limits.min_compute)
+                or (limits.max_samples_seen is not None
+                    and candidate.samples_seen > limits.max_samples_seen))
 
 
 def _figures(fits, heldouts, allocation, comparisons, out_dir, slug, title, task, metric, mode,
@@ -223,7 +239,8 @@ def build_document(results: SweepResults, options: ReportOptions, out_dir: Path,
         "source": {"kind": "sweep" if results.sweep_id else "table", "name": results.source,
                    "sweep_id": results.sweep_id, "parent_run_id": results.parent_run_id},
         "task": task, "metric": metric, "group": group,
-        "options": {"where": {k: list(v) for k, v in options.where.items()},
+        "options": {"where": [str(c) for c in as_conditions(options.where)],
+                    "limits": options.limits.record(),
                     "bootstrap": options.n_bootstrap, "law": options.law,
                     "frontier": options.frontier, "confidence": options.confidence,
                     "seed": options.seed, "target_compute": options.target_compute},

@@ -9,8 +9,10 @@ import html
 import math
 from pathlib import Path
 
+from vlscale.analysis.limits import Limits
 from vlscale.analysis.report.next_cells import __doc__ as NEXT_CELLS_METHOD
 from vlscale.analysis.report.verdict import __doc__ as VERDICT_METHOD
+from vlscale.analysis.summary import INF, NEG_INF, from_json_number
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -24,11 +26,16 @@ background:#f7f7f7;margin:.6rem 0}.win{border-color:#2e7d32}.likely{border-color
 font-size:.85rem}.s-finished,.s-measured{background:#c8e6c9}.s-failed{background:#ffcdd2}
 .s-missing{background:#eeeeee}.s-running,.s-stale{background:#fff9c4}
 pre{white-space:pre-wrap;font-size:.8rem;background:#fafafa;padding:.6rem}
+details summary{cursor:pointer;color:#444;font-size:.9rem}
 .scroll{overflow-x:auto}
 """
 
 
 def _n(value, digits: int = 4) -> str:
+    """A document number; "inf" / "-inf" (how `summary.clean` writes infinities) are
+    unbounded, None is no value."""
+    if value in (INF, NEG_INF):
+        return "&infin; (unbounded)" if value == INF else "-&infin; (unbounded)"
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float) and math.isinf(value):
@@ -38,20 +45,32 @@ def _n(value, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
-def _ci(pair, open_ended: bool = False) -> str:
-    """An interval; with `open_ended`, a missing upper bound above a finite lower one is
-    infinite (JSON has no infinity: a multiplier for a law that never gets there)."""
+def _ci(pair) -> str:
+    """An interval; an infinite end reads "unbounded" (see `_n`)."""
     if not pair:
         return ""
-    high = "&infin;" if open_ended and pair[1] is None and pair[0] is not None else _n(pair[1])
-    return f" <span class=muted>[{_n(pair[0])}, {high}]</span>"
+    return f" <span class=muted>[{_n(pair[0])}, {_n(pair[1])}]</span>"
+
+
+def _kind(verdict: dict) -> str:
+    return "none" if not verdict["winner"] else ("win" if verdict["conclusive"] else "likely")
+
+
+def _glance(verdict: dict) -> str:
+    """The verdict at a glance (`Verdict.summary`), for the top of the page."""
+    context = (f" <span class=muted>({html.escape(verdict['context'])})</span>"
+               if verdict["context"] else "")
+    return (f"<div class='verdict {_kind(verdict)}'><b>{html.escape(verdict['summary'])}</b>"
+            f"{context}</div>")
 
 
 def _verdict(verdict: dict) -> str:
-    kind = "none" if not verdict["winner"] else ("win" if verdict["conclusive"] else "likely")
+    """The verdict in full (headline, multipliers, extrapolation, crossings, exponents,
+    caveats), folded: the page opens with `_glance`."""
     rest = verdict["text"][len(verdict["headline"]):]
-    return (f"<div class='verdict {kind}'><b>{html.escape(verdict['headline'])}</b>"
-            f"{html.escape(rest)}</div>")
+    return (f"<details><summary>The verdict in full</summary>"
+            f"<div class='verdict {_kind(verdict)}'><b>{html.escape(verdict['headline'])}</b>"
+            f"{html.escape(rest)}</div></details>")
 
 
 def _count(value) -> str:
@@ -82,6 +101,7 @@ def _figure(out_dir: Path, names: list[str], caption: str) -> str:
 
 
 def _ln(value) -> float | None:
+    value = from_json_number(value)
     if value is None:
         return None
     return math.log(value) if value > 0 else -math.inf
@@ -130,9 +150,9 @@ def _comparisons(section: dict) -> str:
         rows.append([f"{html.escape(c['a'])} vs {html.escape(c['b'])}",
                      _n(c["crossover_x"]) + _ci(c["crossover_ci"]),
                      _n(c["crossover_probability"], 2),
-                     f"{_n(m_now.get('multiplier'))}{_ci(m_now.get('ci'), True)} at "
+                     f"{_n(m_now.get('multiplier'))}{_ci(m_now.get('ci'))} at "
                      f"C={_n(m_now.get('x'))}",
-                     f"{_n(m_later.get('multiplier'))}{_ci(m_later.get('ci'), True)} at "
+                     f"{_n(m_later.get('multiplier'))}{_ci(m_later.get('ci'))} at "
                      f"C={_n(m_later.get('x'))}",
                      _n(c["exponent_difference"]) + _ci(c["exponent_difference_ci"]),
                      _n(c["floor_difference"]) + _ci(c["floor_difference_ci"])])
@@ -195,28 +215,29 @@ def _grid(grid: dict) -> str:
     return "".join(parts)
 
 
+FIT_CAPTION = ("Points (faint), frontier (outlined) and fitted law per procedure: solid over the "
+               "measured compute, dashed where it extrapolates; the band is the central 68% of "
+               "the bootstrap predictions, drawn over the measured compute only (95% intervals: "
+               "tables below)")
+
+
 def render(document: dict, out_dir: Path) -> str:
+    """The page: title, the verdicts at a glance, then per slice the fit plot followed by the
+    tables (laws, comparison with the full verdict folded, held-out, allocation, next cells),
+    the grid, and the method (inputs and options, how the verdict and next cells are made)."""
     source = document["source"]
     options = document["options"]
-    where = "; ".join(f"{k} in {v}" for k, v in options["where"].items()) or "none"
-    summary = "".join(_verdict(item["verdict"]) for section in document["slices"]
-                      for item in section["comparisons"])
-    summary = summary or "<p>No comparison could be made (fewer than two fitted procedures).</p>"
-    body = [f"<h1>{html.escape(document['title'])}</h1>",
-            f"<p class=muted>{html.escape(source['kind'])}: {html.escape(str(source['name']))}"
-            f"{' / sweep ' + html.escape(source['sweep_id']) if source['sweep_id'] else ''}; "
-            f"compared by <b>{html.escape(document['group'])}</b>; where: {html.escape(where)}; "
-            f"law {options['law']}, frontier {options['frontier']}, {options['bootstrap']} "
-            f"bootstrap resamples, {options['confidence']:.0%} intervals, seed "
-            f"{options['seed']}. Errors: {html.escape(str(document['slices'][0]['error_mode']))}"
-            "; compute C in GFLOPs (forward GFLOPs per sample x samples seen).</p>",
-            "<h2>Verdict</h2>", summary]
+    where = "; ".join(options["where"]) or "none"
+    limits = Limits(**options["limits"]).describe() if options.get("limits") else "none"
+    glance = "".join(_glance(item["verdict"]) for section in document["slices"]
+                     for item in section["comparisons"])
+    glance = glance or "<p>No comparison could be made (fewer than two fitted procedures).</p>"
+    body = [f"<h1>{html.escape(document['title'])}</h1>", "<h2>Verdict</h2>", glance]
     for section in document["slices"]:
         title = section["title"] or "all rows"
         figures = section["figures"]
         body += [f"<h2>{html.escape(title)}</h2>",
-                 _figure(out_dir, figures.get("fits", []), "Points (faint), frontier (outlined) "
-                         "and fitted law with its bootstrap band, per procedure"),
+                 _figure(out_dir, figures.get("fits", []), FIT_CAPTION),
                  "<h3>Fitted laws E = a (C + b)<sup>c</sup> + d</h3>", _fits(section),
                  "<h3>Comparison</h3>", _comparisons(section),
                  "<h3>Held-out validation</h3>", _holdout(section),
@@ -228,8 +249,18 @@ def render(document: dict, out_dir: Path) -> str:
                  f"<p class=muted>Target compute {_n(section.get('target_compute'))} GFLOPs."
                  "</p>", _next(section)]
     body += ["<h2>Grid</h2>", _grid(document["grid"]), "<h2>Method</h2>",
-             f"<pre>{html.escape(VERDICT_METHOD or '')}</pre>",
-             f"<pre>{html.escape(NEXT_CELLS_METHOD or '')}</pre>",
+             f"<p class=muted>{html.escape(source['kind'])}: {html.escape(str(source['name']))}"
+             f"{' / sweep ' + html.escape(source['sweep_id']) if source['sweep_id'] else ''}; "
+             f"compared by <b>{html.escape(document['group'])}</b>; where: {html.escape(where)}; "
+             f"limits: {html.escape(limits)}; "
+             f"law {options['law']}, frontier {options['frontier']}, {options['bootstrap']} "
+             f"bootstrap resamples, {options['confidence']:.0%} intervals, seed "
+             f"{options['seed']}. Errors: {html.escape(str(document['slices'][0]['error_mode']))}"
+             "; compute C in GFLOPs (forward GFLOPs per sample x samples seen).</p>",
+             "<details><summary>How the verdict is decided</summary>"
+             f"<pre>{html.escape(VERDICT_METHOD or '')}</pre></details>",
+             "<details><summary>How next cells are chosen</summary>"
+             f"<pre>{html.escape(NEXT_CELLS_METHOD or '')}</pre></details>",
              "<p class=muted>Every number on this page is in report.json.</p>"]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<title>{html.escape(document['title'])}</title><style>{STYLE}</style></head>"

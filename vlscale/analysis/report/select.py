@@ -18,7 +18,8 @@ from vlscale.analysis import columns as C
 from vlscale.analysis.axes import ErrorMode, error_mode_for
 from vlscale.analysis.cells import curve_points
 from vlscale.analysis.runs import PROCEDURE
-from vlscale.analysis.table import select
+from vlscale.analysis.limits import Limits
+from vlscale.analysis.table import Condition, select
 from vlscale.errors import UserError
 
 DEFAULT_TASK, DEFAULT_METRIC = "zeroshot", "acc1"
@@ -33,7 +34,10 @@ class ReportOptions:
     """Metric of that task (default: acc1 if present, else the task's first)."""
     group: str | None = None
     """Column whose values are compared (default: procedure if present, else model_type)."""
-    where: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    where: Mapping[str, Sequence[str]] | Sequence[Condition] = ()
+    """Row selection (`table.as_conditions` forms), applied before cells are aggregated."""
+    limits: Limits = field(default_factory=Limits)
+    """Compute / samples-seen limits and the failed-run rule, applied to the cells."""
     n_bootstrap: int = 200
     target_compute: float | None = None
     """Compute of the extrapolated comparison and of next-cell scoring (default 10x largest)."""

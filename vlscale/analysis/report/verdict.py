@@ -11,6 +11,14 @@ is reported as insufficient evidence. "Conclusive" additionally requires the two
 `confidence` interval of the error difference to exclude zero. The extrapolation to the target
 compute, the compute multipliers, the crossover and the exponents are stated alongside: they
 describe *how* the procedures differ, the headline only *whether* we can tell.
+
+Shares are printed as percentages rounded *down* to 0.1% (`shown_probability`), and the word is
+chosen from that printed number: the scale's thresholds are multiples of 0.1%, so the printed
+number, its word and the winner rule always agree (0.895 is "89.5% (likely)", never "90%
+(likely)"), and the printed share never exceeds the measured one. The crossover sentence names
+every crossing in the search range and who is ahead on each stretch between them. An interval
+end that is infinite (a multiplier for a law that never reaches the other's error) is written
+"unbounded".
 """
 
 from __future__ import annotations
@@ -65,7 +73,10 @@ class Verdict:
     at: float
     """Compute of the verdict: the largest compute both procedures measured."""
     headline: str
-    """The answer in one sentence."""
+    """The answer in one sentence, with its evidence."""
+    summary: str
+    """The answer at a glance: who scales better, how sure, at what compute (the report's
+    opening line)."""
     text: str
     """The headline followed by multipliers, extrapolation, crossover, exponents, caveats."""
 
@@ -73,11 +84,24 @@ class Verdict:
         return self.text
 
 
+def shown_probability(probability: float) -> float:
+    """`probability` rounded down to 0.1%, the precision it is printed with (the 1e-9 absorbs
+    float error in shares such as 190/200, which are exact fractions)."""
+    return float(np.floor(probability * 1000.0 + 1e-9) / 1000.0)
+
+
+def percent(probability: float) -> str:
+    """The share as printed: rounded down to 0.1%, e.g. 0.8995 -> "89.9%"."""
+    return f"{100.0 * shown_probability(probability):.1f}%"
+
+
 def likelihood(probability: float | None) -> str:
+    """The calibrated word for the share *as printed* (`shown_probability`)."""
     if probability is None or not np.isfinite(probability):
         return "unknown (no bootstrap)"
+    shown = shown_probability(probability)
     for threshold, words in LIKELIHOOD_SCALE:
-        if probability >= threshold:
+        if shown >= threshold:
             return words
     return AS_LIKELY_AS_NOT
 
@@ -97,7 +121,8 @@ def ahead_at(fit_a: LawFit, fit_b: LawFit, x: float, confidence: float) -> Ahead
     if len(finite) == 0:
         return Ahead(float(x), leader, None, gap, None, 0)
     low, high = percentile_interval(finite, confidence)
-    share = float(np.mean(finite > 0) + 0.5 * np.mean(finite == 0))  # a tie counts half
+    # a tie counts half; one division of integers, so e.g. 190 of 200 is exactly 0.95
+    share = (2 * int(np.sum(finite > 0)) + int(np.sum(finite == 0))) / (2 * len(finite))
     return Ahead(float(x), leader, share, gap, (float(low), float(high)), len(finite))
 
 
@@ -108,14 +133,10 @@ def _g(value: float | None) -> str:
 
 
 def _ci(pair: tuple[float, float] | None) -> str:
-    """An interval; a NaN upper bound above a finite lower one is the percentile of infinite
-    samples (a multiplier for a law that never gets there), i.e. unbounded."""
+    """An interval; an infinite end is "unbounded" (see `bootstrap.percentile_interval`)."""
     if pair is None:
         return ""
-    high = pair[1]
-    if high is not None and np.isnan(high) and np.isfinite(pair[0]):
-        high = np.inf
-    return f" [{_g(pair[0])}, {_g(high)}]"
+    return f" [{_g(pair[0])}, {_g(pair[1])}]"
 
 
 def _times(multiplier: float, ci: tuple[float, float] | None) -> str:
@@ -134,9 +155,11 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
     on = f"{task} {metric}".strip()
     level = likelihood(now.probability)
     where = f"at {_g(at)} GFLOPs, the largest compute both measured"
-    percent = f"{now.probability:.0%}" if now.probability is not None else ""
+    shown = None if now.probability is None else shown_probability(now.probability)
+    share = "" if now.probability is None else (
+        f"{percent(now.probability)} of {now.resamples} bootstrap resamples")
     conclusive = bool(now.gap_ci is not None and now.gap_ci[0] > 0)
-    winner = now.leader if (now.probability or 0) >= MIN_WINNER_PROBABILITY else None
+    winner = now.leader if (shown or 0.0) >= MIN_WINNER_PROBABILITY else None
     interval = (f"the {confidence:.0%} interval of the error difference {other} - {now.leader} "
                 f"is{_ci(now.gap_ci)}")
     if now.probability is None:
@@ -144,18 +167,27 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
             f"Insufficient evidence to tell whether {fit_a.label} or {fit_b.label} scales better "
             f"on {on}: no bootstrap intervals (use --bootstrap N); the point fits alone put "
             f"{now.leader} ahead {where}.")
+        summary = (f"Insufficient evidence on {on}: without a bootstrap there is no telling how "
+                   f"sure the point fits' order ({now.leader} ahead at {_g(at)} GFLOPs) is.")
     elif winner is None:
         headline = (f"Insufficient evidence to tell whether {fit_a.label} or {fit_b.label} "
                     f"scales better on {on}: {where}, {now.leader} has the lower error in only "
-                    f"{percent} of {now.resamples} bootstrap resamples ({level}), and {interval}.")
+                    f"{share} ({level}), and {interval}.")
+        summary = (f"Insufficient evidence on {on}: at {_g(at)} GFLOPs {now.leader} is ahead in "
+                   f"only {share} ({level}), below the {MIN_WINNER_PROBABILITY:.0%} a verdict "
+                   "needs.")
     elif conclusive:
-        headline = (f"{winner} scales better than {other} on {on}: {where}, its error is lower "
-                    f"in {percent} of {now.resamples} bootstrap resamples ({level}), and "
-                    f"{interval}.")
+        headline = (f"{winner} scales better than {other} on {on} ({level}): {where}, its error "
+                    f"is lower in {share}, and {interval}.")
+        summary = (f"{winner} scales better than {other} on {on}: {level} ({share}) at "
+                   f"{_g(at)} GFLOPs, the largest compute both measured.")
     else:
-        headline = (f"{winner} likely scales better than {other} on {on}: {where}, its error "
-                    f"is lower in {percent} of {now.resamples} bootstrap resamples ({level}), "
-                    f"but {interval}, which includes 0: not conclusive.")
+        headline = (f"{winner} scales better than {other} on {on} ({level}, but not "
+                    f"conclusive): {where}, its error is lower in {share}, but {interval}, "
+                    "which includes 0.")
+        summary = (f"{winner} scales better than {other} on {on}: {level} ({share}) at "
+                   f"{_g(at)} GFLOPs, the largest compute both measured, but not conclusive "
+                   f"(the {confidence:.0%} interval of the gap includes 0).")
     sentences = [headline]
     now_multiplier, later_multiplier = loser_vs_winner.multiplier_at[:2]
     sentences.append(f"To match {now.leader}'s error there, {other} needs "
@@ -164,7 +196,7 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
     extrapolated = (f"Extrapolated to {_g(target)} GFLOPs ({_g(target / at)}x): "
                     f"{later.leader} ahead")
     if later.probability is not None:
-        extrapolated += (f" in {later.probability:.0%} of resamples "
+        extrapolated += (f" in {percent(later.probability)} of resamples "
                          f"({likelihood(later.probability)})")
     if later.leader == now.leader:
         extrapolated += (f"; {other} would need "
@@ -172,7 +204,8 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
     else:
         extrapolated += f" (the order flips: {later_other} falls behind)."
     sentences.append(extrapolated)
-    sentences.append(_crossover_sentence(loser_vs_winner, {fit_a.label: fit_a, fit_b.label: fit_b}))
+    sentences.append(crossover_sentence(loser_vs_winner, {fit_a.label: fit_a,
+                                                          fit_b.label: fit_b}))
     sentences.append(
         f"Exponents: c({other}) - c({now.leader}) = "
         f"{_g(loser_vs_winner.exponent_difference)}{_ci(loser_vs_winner.exponent_difference_ci)}"
@@ -183,22 +216,49 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
                          f"to {_g(heldout_rmse)}, more than the gap {_g(now.gap)} between the "
                          "procedures: the fits may not extrapolate well.")
     return Verdict(context, task, metric, fit_a.label, fit_b.label, winner, now.probability,
-                   level, conclusive and winner is not None, float(at), headline,
+                   level, conclusive and winner is not None, float(at), headline, summary,
                    " ".join(sentences))
 
 
-def _crossover_sentence(comparison: Comparison, fits: dict[str, LawFit]) -> str:
+def leaders(fits: dict[str, LawFit], bounds: list[float]) -> list[str | None]:
+    """Who is lower on each stretch between consecutive `bounds` (judged at its geometric
+    middle, where no crossing is); None where the laws give exactly the same error."""
+    names = list(fits)
+    result = []
+    for low, high in zip(bounds[:-1], bounds[1:]):
+        middle = float(np.sqrt(low * high))
+        values = [float(fits[name].predict(middle)[0]) for name in names]
+        result.append(None if values[0] == values[1] else names[int(np.argmin(values))])
+    return result
+
+
+def crossover_sentence(comparison: Comparison, fits: dict[str, LawFit]) -> str:
+    """Where the laws cross in the search range and who is ahead on each stretch, e.g. "The
+    laws cross twice between L and H GFLOPs, first at X1 [ci], then at X2: A is ahead below X1,
+    B from X1 to X2, A above X2." The interval and share belong to the first crossing (the
+    one `compare` matches in every resample pair)."""
     probability = comparison.crossover_probability
-    share = ("" if probability is None
-             else f" (a crossover occurs in {probability:.0%} of resamples)")
     low, high = comparison.search_range
-    if comparison.crossover_x is None:
-        return f"The laws do not cross between {_g(low)} and {_g(high)} GFLOPs{share}."
-    beyond = min(fits, key=lambda label: float(fits[label].predict(high)[0]))
-    others = [label for label in fits if label != beyond]
-    crossings = comparison.crossovers
-    earlier = ("" if len(crossings) == 1 else
-               f" (they also cross at {', '.join(_g(x) for x in crossings[:-1])})")
-    return (f"The laws cross at {_g(comparison.crossover_x)} GFLOPs"
-            f"{_ci(comparison.crossover_ci)}{share}{earlier}; beyond it {beyond} is ahead, "
-            f"below it {others[0] if others else beyond}.")
+    crossings = list(comparison.crossovers)
+    ahead = leaders(fits, [low] + crossings + [high])
+    span = f"between {_g(low)} and {_g(high)} GFLOPs"
+    if not crossings:
+        share = ("" if probability is None
+                 else f" (a crossover occurs in {percent(probability)} of resamples)")
+        if ahead[0] is None:
+            return f"The laws coincide {span}{share}."
+        return f"The laws do not cross {span}: {ahead[0]} is ahead throughout{share}."
+    share = ("" if probability is None else
+             f" (in {percent(probability)} of resamples the laws cross this way)")
+    first = f"{_g(crossings[0])} GFLOPs{_ci(comparison.crossover_ci)}{share}"
+    if len(crossings) == 1:
+        return (f"The laws cross once {span}, at {first}: {ahead[0]} is ahead below it, "
+                f"{ahead[1]} above it.")
+    count = "twice" if len(crossings) == 2 else f"{len(crossings)} times"
+    later = ", ".join(_g(x) for x in crossings[1:])
+    stretches = [f"{ahead[0]} is ahead below {_g(crossings[0])}"]
+    stretches += [f"{ahead[i]} from {_g(crossings[i - 1])} to {_g(crossings[i])}"
+                  for i in range(1, len(crossings))]
+    stretches.append(f"{ahead[-1]} above {_g(crossings[-1])}")
+    return (f"The laws cross {count} {span}, first at {first}, then at {later} GFLOPs: "
+            f"{', '.join(stretches)}.")
