@@ -4,6 +4,11 @@ A cell is everything that defines one training run's *experiment*: model, data, 
 hyper-parameters. Its content hash (`Cell.cell_hash`) is the MLflow run key and the Tune trial
 name, so two cells with the same experiment are the same cell. Resources (worker counts, CPUs,
 GPUs, retries) are deliberately outside the hash: elasticity must not change the experiment.
+
+Settings added after cells were first hashed are declared with `added_setting`: at their default
+they are left out of the hash (existing cells keep their identity and their MLflow runs), any
+other value is hashed. Every field, default or not, is still logged as an MLflow param. Never
+change such a default: cells hashed before the change would silently mean the new value.
 """
 
 from __future__ import annotations
@@ -20,6 +25,16 @@ ModelType = Literal["clip", "mammut"]
 Schedule = Literal["cosine", "const"]
 MODEL_TYPES: tuple[str, ...] = ("clip", "mammut")
 SCHEDULES: tuple[str, ...] = ("cosine", "const")
+MAP_VIZ2TXT_INITS: tuple[str, ...] = ("normal", "fan_in")
+LOGIT_SCALE_CLAMPS: tuple[str, ...] = ("param", "loss")
+CONTRASTIVE_BATCHES: tuple[str, ...] = ("global", "micro")
+_OMIT_DEFAULT_FROM_HASH = "omit_default_from_hash"
+
+
+def added_setting(default: Any) -> Any:
+    """A spec field added after cells were first hashed: left out of `Cell.cell_hash` while it
+    holds `default`, so adding it changes no existing cell's identity."""
+    return field(default=default, metadata={_OMIT_DEFAULT_FROM_HASH: True})
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,11 @@ class ModelSpec:
     """Weight of the contrastive loss term."""
     caption_weight: float = 2.0
     """Weight of the caption cross-entropy (MaMMUT only; the paper's default is 2)."""
+    map_viz2txt_init: str = added_setting("normal")
+    """MaMMUT only: init of the image-to-text key/value map. "normal": N(0, 1), the paper's fork.
+    "fan_in": N(0, 1/vision width), vlscale's earlier init; a deviation: under AdamW the update
+    size is about the LR whatever the weights' scale, so this ~sqrt(width) smaller matrix moves
+    ~sqrt(width) times faster relative to itself (and weight decay acts on it differently)."""
 
     @property
     def key(self) -> str:
@@ -84,6 +104,23 @@ class TrainSpec:
     """Largest per-worker forward batch (0: the whole per-worker batch); bigger batches accumulate."""
     eval_batch_size: int = 256
     """Fixed evaluation batch: the contrastive loss depends on batch size."""
+    logit_scale_clamp: str = added_setting("param")
+    """How the learned temperature is bounded. "param": after every optimizer step the parameter
+    is clamped in place to [0, ln 100], as open_clip_train does (the paper's trainer). "loss":
+    vlscale's earlier rule, exp(logit_scale) clamped at 100 inside the loss; a deviation: once
+    the parameter passes ln 100 its gradient is exactly 0 and the temperature can stay pinned."""
+    no_decay_embeddings: bool = added_setting(False)
+    """Also exempt token and positional embeddings (and names holding "norm") from weight decay,
+    vlscale's earlier rule (as in many language-model recipes: decay shrinks rarely seen token
+    rows). False: open_clip_train's rule only (ndim < 2, or a name holding "bn", "ln", "bias" or
+    "logit_scale"), the paper's trainer."""
+    contrastive_batch: str = added_setting("global")
+    """Negatives of the contrastive loss when a worker accumulates micro-batches. "global": the
+    whole global batch whatever micro_batch and the worker count (features of the other
+    micro-batches cached by a no-grad forward, as open_clip_train's --accum-freq), so neither
+    changes the experiment. "micro": only micro_batch x workers samples, vlscale's earlier rule;
+    a deviation that saves the extra no-grad forward but makes the loss depend on micro_batch
+    and on the worker count. Identical when micro_batch is 0 or the whole per-worker batch."""
 
 
 @dataclass(frozen=True)
@@ -110,16 +147,14 @@ class Cell:
 
     def experiment_dict(self) -> dict[str, Any]:
         """Every field that defines the experiment (resources excluded), as plain JSON types."""
-        return {
-            "model": dataclasses.asdict(self.model),
-            "data": dataclasses.asdict(self.data),
-            "train": {k: list(v) if isinstance(v, tuple) else v
-                      for k, v in dataclasses.asdict(self.train).items()},
-        }
+        return {"model": _plain(self.model), "data": _plain(self.data), "train": _plain(self.train)}
 
     @property
     def cell_hash(self) -> str:
-        canonical = json.dumps(self.experiment_dict(), sort_keys=True, separators=(",", ":"))
+        """Content hash of `experiment_dict()`, less `added_setting` fields at their default."""
+        hashed = {section: _plain(getattr(self, section), for_hash=True)
+                  for section in ("model", "data", "train")}
+        canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
@@ -165,10 +200,31 @@ class Cell:
                 raise UserError(
                     f"per-worker batch {t.global_batch // world} (global {t.global_batch} over "
                     f"{world} workers) is not a multiple of micro_batch {t.micro_batch}")
+        for name, value, allowed in (("map_viz2txt_init", m.map_viz2txt_init, MAP_VIZ2TXT_INITS),
+                                     ("logit_scale_clamp", t.logit_scale_clamp, LOGIT_SCALE_CLAMPS),
+                                     ("contrastive_batch", t.contrastive_batch, CONTRASTIVE_BATCHES)):
+            if value not in allowed:
+                raise UserError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        if m.model_type != "mammut" and m.map_viz2txt_init != "normal":
+            raise UserError(f"map_viz2txt_init applies to MaMMUT only; leave it at 'normal' "
+                            f"for {m.model_type}")
         if t.schedule == "const":
             bad = [p for p in t.eval_points if not 0 < p <= t.samples_seen]
             if bad:
                 raise UserError(f"eval_points {bad} lie outside (0, samples_seen={t.samples_seen}]")
+
+
+def _plain(spec: Any, for_hash: bool = False) -> dict[str, Any]:
+    """A spec's fields as JSON types (tuples as lists); `for_hash` drops `added_setting` fields
+    that hold their default."""
+    values = {}
+    for spec_field in dataclasses.fields(spec):
+        value = getattr(spec, spec_field.name)
+        if for_hash and spec_field.metadata.get(_OMIT_DEFAULT_FROM_HASH) \
+                and value == spec_field.default:
+            continue
+        values[spec_field.name] = list(value) if isinstance(value, tuple) else value
+    return values
 
 
 def format_count(count: int | float) -> str:
@@ -215,6 +271,8 @@ class Procedure:
     schedule: str = "cosine"
     caption_weight: float = 2.0
     contrastive_weight: float = 1.0
+    map_viz2txt_init: str = "normal"
+    """MaMMUT's image-to-text map init (`ModelSpec.map_viz2txt_init`)."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +316,8 @@ class GridSpec:
         cells = []
         for procedure in self.procedures:
             model_kwargs = dict(caption_weight=procedure.caption_weight,
-                                contrastive_weight=procedure.contrastive_weight)
+                                contrastive_weight=procedure.contrastive_weight,
+                                map_viz2txt_init=procedure.map_viz2txt_init)
             for arch in self.architectures:
                 settings = self.sizes.get(arch)
                 if settings is None:

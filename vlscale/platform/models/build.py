@@ -12,11 +12,14 @@ from vlscale.platform.models.mammut import MaMMUT
 VisionLanguageModel = CLIP | MaMMUT
 
 
-def build_model(model_type: str, arch: str, device: str | torch.device = "cpu") -> VisionLanguageModel:
+def build_model(model_type: str, arch: str, device: str | torch.device = "cpu", *,
+                map_viz2txt_init: str = "normal") -> VisionLanguageModel:
     """A freshly initialised model. `device="meta"` builds it without memory (for counting).
 
     Real models are initialised on the CPU and then moved, so that one seed gives the same
-    weights on every device.
+    weights on every device. `map_viz2txt_init`: MaMMUT's image-to-text map init
+    (`ModelSpec.map_viz2txt_init`); CLIP has no such map. A CLIP's text pooling matches its
+    ladder's tokenizer (`ladder.model_config`).
     """
     config = model_config(model_type, arch)
     init_device = "meta" if str(device) == "meta" else "cpu"
@@ -24,7 +27,7 @@ def build_model(model_type: str, arch: str, device: str | torch.device = "cpu") 
         if model_type == "clip":
             model = CLIP(**config, output_dict=True)
         else:
-            model = MaMMUT(**config)
+            model = MaMMUT(**config, map_viz2txt_init=map_viz2txt_init)
     return model.to(device) if init_device == "cpu" else model
 
 

@@ -13,6 +13,11 @@ Two ladders:
 
 Every config is registered with `open_clip.add_model_config`; MaMMUT configs are named
 `mammut_<arch>` (the paper's naming) and carry `"model_type": "mammut"`. Nothing is downloaded.
+
+The tokenizer is a property of the ladder (`tokenizer_kind`), and the one place that decides it:
+the model profile (hence the data pipeline and the evaluation) reads it from here, and
+`model_config` sets CLIP's text pooling from it, so a CLIP always pools at the end token of the
+tokenizer it is fed (a JSON config that says otherwise is refused).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ CPU_ARCHS: tuple[str, ...] = (
     "cpu-w32-l1", "cpu-w64-l2", "cpu-w96-l3", "cpu-w128-l4", "cpu-w192-l4", "cpu-w256-l4",
 )
 LADDERS: dict[str, tuple[str, ...]] = {"paper": PAPER_ARCHS, "cpu": CPU_ARCHS}
+LADDER_TOKENIZERS: dict[str, str] = {"paper": "bpe", "cpu": "words"}
+"""The tokenizer kind each ladder's models read (see `tokenizers.py`)."""
 MODEL_TYPES: tuple[str, ...] = ("clip", "mammut")
 
 
@@ -57,6 +64,11 @@ def ladder_of(arch: str) -> str:
         if arch in archs:
             return ladder
     raise UserError(f"unknown architecture {arch!r}; known: {', '.join(list_architectures())}")
+
+
+def tokenizer_kind(arch: str) -> str:
+    """"bpe" or "words": the tokenizer a model of this architecture reads."""
+    return LADDER_TOKENIZERS[ladder_of(arch)]
 
 
 def list_architectures(ladder: str | None = None, model_type: str | None = None) -> list[str]:
@@ -94,4 +106,19 @@ def model_config(model_type: str, arch: str) -> dict[str, Any]:
         raise UserError(f"open_clip {open_clip.__version__} has no config "
                         f"{config_name(model_type, arch)!r}; install open_clip_torch>=3.3.0")
     config.pop("model_type", None)
+    if model_type == "clip":
+        _set_text_pooling(config, arch)
     return config
+
+
+def _set_text_pooling(config: dict[str, Any], arch: str) -> None:
+    """Pool CLIP's text tower at the end token of the architecture's tokenizer."""
+    from vlscale.platform.models.tokenizers import clip_text_pooling
+
+    kind = tokenizer_kind(arch)
+    text_cfg = config.setdefault("text_cfg", {})
+    for key, value in clip_text_pooling(kind).items():
+        if text_cfg.get(key, value) != value:
+            raise UserError(f"config {arch!r} sets text_cfg.{key}={text_cfg[key]!r}, but its "
+                            f"{kind} tokenizer needs {value!r} to pool at the end token")
+        text_cfg[key] = value

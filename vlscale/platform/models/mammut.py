@@ -7,8 +7,9 @@ follows that fork: one decoder-only text transformer used twice.
   the mean of the final-LayerNorm token states over all positions (padding included, as in the
   fork); its width is the embedding size (no projection).
 - Captioning pass: `text[:, :-1]` with a causal mask; a cross-attention block to all image tokens
-  (mapped from vision width to text width by `map_viz2txt_kv`) follows every `cross_attn_every`-th
-  self-attention layer (layers 0, 2, 4, ...); the vocabulary head starts at zero.
+  (mapped from vision width to text width by `map_viz2txt_kv`, drawn from N(0, 1) as in the fork)
+  follows every `cross_attn_every`-th self-attention layer (layers 0, 2, 4, ...); the vocabulary
+  head starts at zero.
 - Vision: open_clip's ViT, pooled by the mean of all tokens (class token included), then
   LayerNorm, then the projection to the embedding size.
 
@@ -132,7 +133,8 @@ class MaMMUT(nn.Module):
     """Image tower + decoder-only text tower; `forward` runs both text passes."""
 
     def __init__(self, embed_dim: int, vision_cfg: CLIPVisionCfg | dict,
-                 text_cfg: MammutTextCfg | dict, init_logit_scale: float = math.log(1 / 0.07)) -> None:
+                 text_cfg: MammutTextCfg | dict, init_logit_scale: float = math.log(1 / 0.07),
+                 map_viz2txt_init: str = "normal") -> None:
         super().__init__()
         vision_cfg = CLIPVisionCfg(**vision_cfg) if isinstance(vision_cfg, dict) else vision_cfg
         text_cfg = MammutTextCfg(**text_cfg) if isinstance(text_cfg, dict) else text_cfg
@@ -154,10 +156,14 @@ class MaMMUT(nn.Module):
             output_tokens=True,
         )
         self.text = MammutTextDecoder(text_cfg)
-        # The fork draws this from N(0, 1); a LayerNorm on keys/values follows, so the scale only
-        # changes gradient magnitudes: use the usual fan-in scale.
-        self.map_viz2txt_kv = nn.Parameter(
-            torch.randn(vision_cfg.width, text_cfg.width) * vision_cfg.width ** -0.5)
+        # "normal": N(0, 1), the fork's init. A LayerNorm on keys/values follows, so the forward is
+        # scale-free, but the training is not: AdamW's update is about lr whatever the gradient
+        # scale, so a "fan_in" (N(0, 1/width)) matrix moves ~sqrt(width) times faster relative to
+        # its size (see `ModelSpec.map_viz2txt_init`).
+        if map_viz2txt_init not in ("normal", "fan_in"):
+            raise ValueError(f"unknown map_viz2txt_init {map_viz2txt_init!r}; use normal or fan_in")
+        kv_std = 1.0 if map_viz2txt_init == "normal" else vision_cfg.width ** -0.5
+        self.map_viz2txt_kv = nn.Parameter(torch.randn(vision_cfg.width, text_cfg.width) * kv_std)
         self.logit_scale = nn.Parameter(torch.ones([]) * init_logit_scale)
         self.context_length = text_cfg.context_length
         self.vocab_size = text_cfg.vocab_size

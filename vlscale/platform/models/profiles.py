@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from vlscale.platform.models.build import build_model, parameter_counts
-from vlscale.platform.models.ladder import config_name, ladder_of, model_config
+from vlscale.platform.models.ladder import config_name, ladder_of, model_config, tokenizer_kind
 from vlscale.platform.models.mammut import MaMMUT
 from vlscale.platform.models.tokenizers import Tokenizer, build_tokenizer
 from vlscale.settings import state_dir
@@ -116,7 +116,7 @@ def _compute_profile(model_type: str, arch: str) -> ModelProfile:
     return ModelProfile(
         name=config_name(model_type, arch), model_type=model_type, arch=arch, ladder=ladder,
         image_size=image_size, context_length=context_length, vocab_size=model.vocab_size,
-        tokenizer="bpe" if ladder == "paper" else "words",
+        tokenizer=tokenizer_kind(arch),
         params_m=params / 1e6, image_params_m=image_params / 1e6, text_params_m=text_params / 1e6,
         gflops=axis_flops / 1e9, gflops_true=total_flops / 1e9, flops_convention=convention,
         mean=tuple(OPENAI_DATASET_MEAN), std=tuple(OPENAI_DATASET_STD),

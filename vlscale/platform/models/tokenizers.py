@@ -6,6 +6,13 @@ loss can ignore id 0 whatever the tokenizer.
 
 Why a word-level tokenizer: the synthetic caption vocabulary has a few hundred words; a 49k-token
 vocabulary head would dominate a tiny MaMMUT's compute and distort the CLIP/MaMMUT comparison.
+
+CLIP's text embedding is the state at the end token, and the text tower is causal, so pooling
+anywhere else drops the words after that position. open_clip finds it by `argmax(token id)`,
+right for its BPE (the end token is the highest id) but not for the word tokenizer (end id 2):
+there it pooled at the caption's highest-id word. `clip_text_pooling` gives the open_clip text
+config keys that pool at each tokenizer's end token; `check_text_pooling` refuses a pairing that
+pools elsewhere.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ class WordTokenizer:
     def vocab_size(self) -> int:
         return len(self._ids) + len(WORD_SPECIAL_TOKENS)
 
+    @property
+    def eot_id(self) -> int:
+        return EOT_ID
+
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         tokens = np.full((len(texts), self.context_length), PAD_ID, dtype=np.int64)
         for row, text in enumerate(texts):
@@ -74,6 +85,10 @@ class BpeTokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self._tokenizer.encoder)
+
+    @property
+    def eot_id(self) -> int:
+        return self._tokenizer.eot_token_id
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         return self._tokenizer(list(texts), context_length=self.context_length).numpy().astype(np.int64)
@@ -108,3 +123,32 @@ def build_tokenizer(kind: str, context_length: int,
         raise UserError(f"the {kind} tokenizer has {tokenizer.vocab_size} ids but the model's "
                         f"vocabulary holds {vocab_size}; {fix}")
     return tokenizer
+
+
+TOKENIZER_KINDS: tuple[str, ...] = ("bpe", "words")
+
+
+def clip_text_pooling(kind: str) -> dict[str, object]:
+    """open_clip `CLIPTextCfg` keys that pool CLIP's text tower at the end token of `kind`.
+
+    BPE keeps open_clip's default ("argmax": its end token 49407 is the highest id), so paper-ladder
+    CLIPs are exactly open_clip's; the word tokenizer pools at the first `EOT_ID` ("eos").
+    """
+    if kind == "bpe":
+        return {"pool_type": "argmax"}
+    if kind == "words":
+        return {"pool_type": "eos", "eos_id": EOT_ID}
+    raise UserError(f"unknown tokenizer {kind!r}; use one of {', '.join(TOKENIZER_KINDS)}")
+
+
+def check_text_pooling(pool_type: str, eos_id: int | None, tokenizer: Tokenizer) -> None:
+    """Raise ValueError unless a CLIP text tower pooled by (`pool_type`, `eos_id`) reads
+    `tokenizer`'s captions at their end token."""
+    if pool_type == "eos" and eos_id == tokenizer.eot_id:
+        return
+    if pool_type == "argmax" and tokenizer.eot_id == tokenizer.vocab_size - 1:
+        return
+    raise ValueError(
+        f"CLIP text pooling {pool_type!r} (eos_id {eos_id}) does not pool at the end token "
+        f"{tokenizer.eot_id} of the {tokenizer.kind} tokenizer: the text embedding would ignore "
+        f"part of every caption; use the pooling of `clip_text_pooling({tokenizer.kind!r})`")

@@ -40,7 +40,8 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
 
     torch.set_num_threads(max(1, round(cell.resources.cpus_per_worker)))
     torch.manual_seed(cell.train.seed)  # identical initial weights on every rank
-    task = create_task(cell.model, rank=rank, world_size=world, device=device)
+    task = create_task(cell.model, rank=rank, world_size=world, device=device,
+                       logit_scale_clamp=cell.train.logit_scale_clamp)
     model = task
     if world > 1:
         model = DistributedDataParallel(
@@ -59,6 +60,7 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
 
     shards = open_shards(cell.data.train)
     preprocess = preprocess_for(shards, profile)
+    task.check_tokenizer(preprocess.build_tokenizer())  # CLIP pools at this tokenizer's end
     progress = CellProgress(cell, config.get("tracking"), profile, shards, world, rank, state,
                             log_every_steps=int(config.get("log_every_steps", 10)))
     try:
