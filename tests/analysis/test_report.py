@@ -193,3 +193,23 @@ def test_report_limits_drop_cells_and_are_recorded(tmp_path, capsys):
     assert main(["report", str(path), "--out", str(tmp_path / "cli"), "--bootstrap", "10",
                  "--max-samples-seen", "1e6", "--where", "samples_seen<=big"]) == 2
     assert "bad --where 'samples_seen<=big'" in capsys.readouterr().err
+
+
+def test_seed_repeats_measure_noise_and_stay_out_of_the_fit(tmp_path):
+    """Repeats of some cells with another seed give the noise beside the held-out error; the
+    law is fitted on the main seed only (best-of-seeds would bias the repeated cells)."""
+    main_seed = synthetic_table((CLIP, MAMMUT), noise=0.01, seed=1).assign(seed=0)
+    first_arch = main_seed["arch"].iloc[0]
+    repeats = main_seed[main_seed["arch"] == first_arch].copy()
+    shift = np.where(repeats["metric"].str.startswith("acc"), 0.05, 0.0)  # much "better" acc1
+    repeats = repeats.assign(seed=1, value=repeats["value"] + shift)
+    table = pd.concat([main_seed, repeats], ignore_index=True)
+    document = json.loads(write_report(table, tmp_path / "r", **QUICK).json.read_text())
+    reference = json.loads(write_report(main_seed, tmp_path / "m", **QUICK).json.read_text())
+    for fit, plain in zip(document["slices"][0]["fits"], reference["slices"][0]["fits"]):
+        assert fit["frontier"] == plain["frontier"] and fit["params"] == plain["params"]
+        assert fit["noise"]["std"] == pytest.approx(0.05 / np.sqrt(2), rel=1e-9)
+        assert fit["noise"]["runs"] == 2 * fit["noise"]["cells"] > 0
+        assert plain["noise"] is None
+    assert "rerunning a cell with another seed moves it by 0.0354" in \
+        document["slices"][0]["comparisons"][0]["verdict"]["text"]

@@ -13,8 +13,9 @@ from vlscale.analysis import compare
 from vlscale.analysis.bootstrap import BootstrapResult
 from vlscale.analysis.fit import LawFit
 from vlscale.analysis.laws import LAWS
-from vlscale.analysis.report.verdict import (LIKELIHOOD_SCALE, crossover_sentence, decide,
-                                             likelihood, percent, shown_probability)
+from vlscale.analysis.report.verdict import (HELDOUT_NOISE_MARGIN, LIKELIHOOD_SCALE, NOISE_MARGIN,
+                                             crossover_sentence, decide, likelihood, percent,
+                                             shown_probability)
 
 LAW = LAWS["saturating4"]
 X = np.logspace(4, 9, 12)
@@ -72,7 +73,7 @@ def test_crossover_sentence_names_each_crossing_once_and_who_leads_between(pair,
         assert leaders == ["A", "B", "A"]
 
 
-def _probability_pair(k: int, n: int):
+def _probability_pair(k: int, n: int, **options):
     """B ahead of A at C = X.max() by the point fits, and in exactly k of n resample pairs
     (the others move B's floor up past A): the paired share is k / n, no ties. B's error
     there (0.332) is below A's floor (0.35): A never matches it, its multiplier is infinite."""
@@ -86,7 +87,7 @@ def _probability_pair(k: int, n: int):
     at = float(X.max())
     comparison = compare(fit_a, fit_b, at=[at, 10 * at])
     return decide(fit_a, fit_b, at, 10 * at, comparison, task="imagenet1k", metric="acc1",
-                  context="", confidence=0.95)
+                  context="", confidence=0.95, **options)
 
 
 BOUNDARIES = [t for t, _ in LIKELIHOOD_SCALE]
@@ -143,3 +144,27 @@ def test_unbounded_interval_ends_are_written_out():
     assert np.isinf(comparison.multiplier_at[0].multiplier)
     assert "needs an unbounded multiple" in verdict.text
     assert "[unbounded, unbounded]" in verdict.text and "n/a" not in verdict.text
+
+
+def test_a_gap_within_the_run_to_run_noise_is_never_conclusive():
+    """Every resample puts B ahead (virtually certain), but a gap that seeds alone could make
+    is not conclusive; with a smaller noise the same numbers are."""
+    plain = _probability_pair(1000, 1000)
+    gap = float(_fit([3.4, 0.0, -0.15, 0.35], "A").predict(X.max())[0]
+                - _fit([3.4, 0.0, -0.15, 0.18], "B").predict(X.max())[0])
+    assert plain.conclusive
+    noisy = _probability_pair(1000, 1000, noise=1.01 * gap / NOISE_MARGIN)
+    assert not noisy.conclusive and noisy.winner == "B"
+    assert "(virtually certain, but not conclusive)" in noisy.headline
+    assert "within the run-to-run noise" in noisy.headline and "run-to-run noise" in noisy.summary
+    quiet = _probability_pair(1000, 1000, noise=0.99 * gap / NOISE_MARGIN)
+    assert quiet.conclusive and "not conclusive" not in quiet.text
+
+
+@pytest.mark.parametrize("factor, word", [(0.99, "within"), (1.01, "outside")])
+def test_heldout_error_is_judged_against_the_noise(factor, word):
+    noise = 0.01
+    verdict = _probability_pair(1000, 1000, noise=noise,
+                                heldout_rmse=factor * HELDOUT_NOISE_MARGIN * noise)
+    assert f"the prediction is {word} the run-to-run noise" in verdict.text
+    assert "Held-out check" not in _probability_pair(1000, 1000, heldout_rmse=0.01).text

@@ -18,9 +18,11 @@ import pandas as pd
 from vlscale.analysis import columns as C
 from vlscale.analysis.allocation import frontier_allocation
 from vlscale.analysis.axes import add_compute, add_error
+from vlscale.analysis.cells import curve_points
 from vlscale.analysis.compare import compare
 from vlscale.analysis.fit import LawFit, fit_curve
 from vlscale.analysis.holdout import HoldoutResult, holdout
+from vlscale.analysis.noise import Noise, main_seed_rows, run_to_run_noise
 from vlscale.analysis.plots import plot_fits
 from vlscale.analysis.report import figures, next_cells
 from vlscale.analysis.report.grid import grid_cells, grid_summary
@@ -78,9 +80,12 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
     fits: list[LawFit] = []
     records, cells_by_group = [], {}
     mode = error_mode(metric, options.error)
+    noise_by_group: dict[str, Noise] = {}
     for label, part in rows.groupby(group, sort=True):
         label = str(label)
-        cells = add_compute(best_cells(part, mode))
+        # Seed repeats measure noise; the law is fitted on each cell's main seed (`noise`).
+        noise_by_group[label] = run_to_run_noise(curve_points(part))
+        cells = add_compute(best_cells(main_seed_rows(part), mode))
         cells, mode = add_error(cells, mode)
         try:
             cells = options.limits.apply(cells, C.GFLOPS_TOTAL, "error", mode)
@@ -111,6 +116,9 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
     for record in records:
         if record["fitted"]:
             record.update(fit_record(by_label[record["group"]], [largest, target], mode))
+        noise = noise_by_group.get(record["group"])
+        record["noise"] = None if noise is None or not noise.cells else {
+            "std": noise.std, "cells": noise.cells, "runs": noise.runs}
     heldouts = [entry for fit in fits for entry in _heldout(fit, options)]
     comparisons, verdicts = [], []
     for fit_a, fit_b in itertools.combinations(fits, 2):
@@ -122,9 +130,12 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
             comparison = compare(behind, ahead, at=[at, beyond], confidence=options.confidence)
         rmse = [e["result"].rmse for e in heldouts if e["group"] in (fit_a.label, fit_b.label)
                 and not isinstance(e["result"], str) and np.isfinite(e["result"].rmse)]
+        noise = [noise_by_group[f.label].std for f in (fit_a, fit_b)
+                 if noise_by_group[f.label].cells]
         verdict = decide(fit_a, fit_b, at, beyond, comparison, task=task, metric=metric,
                          context=title, confidence=options.confidence,
-                         heldout_rmse=max(rmse, default=None))
+                         heldout_rmse=max(rmse, default=None),
+                         noise=max(noise, default=None))
         verdicts.append(verdict)
         comparisons.append({"a": fit_a.label, "b": fit_b.label, "at": at, "target": beyond,
                             "comparison": comparison_record(comparison),

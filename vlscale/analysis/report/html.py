@@ -132,14 +132,19 @@ def _fits(section: dict) -> str:
 
 def _holdout(section: dict) -> str:
     rows = []
+    noise = {fit["group"]: fit.get("noise") for fit in section["fits"]}
     for entry in section["holdout"]:
         points = "; ".join(f"C={_n(p['compute'])}: {_n(p['measured'])} vs {_n(p['predicted'])}"
                            for p in entry["points"]) or html.escape(entry.get("note", ""))
+        measured = noise.get(entry["group"])
         rows.append([html.escape(entry["group"]), str(entry["held_out_cells"]),
-                     _n(entry["threshold"]), _n(entry["rmse"]), f"<span class=muted>{points}"
-                     "</span>"])
-    return _table(["group", "held out", "fit on C &le;", "RMSE", "measured vs predicted error"],
-                  rows) if rows else "<p class=muted>Too few frontier points to hold any out.</p>"
+                     _n(entry["threshold"]), _n(entry["rmse"]),
+                     _n(measured["std"]) + f" <span class=muted>({measured['cells']} cells)</span>"
+                     if measured else "<span class=muted>not measured</span>",
+                     f"<span class=muted>{points}</span>"])
+    return _table(["group", "held out", "fit on C &le;", "RMSE", "run-to-run noise (std)",
+                   "measured vs predicted error"], rows) if rows else \
+        "<p class=muted>Too few frontier points to hold any out.</p>"
 
 
 def _comparisons(section: dict) -> str:

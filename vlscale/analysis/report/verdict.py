@@ -23,6 +23,8 @@ end that is infinite (a multiplier for a law that never reaches the other's erro
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +84,14 @@ class Verdict:
 
     def __str__(self) -> str:
         return self.text
+
+
+NOISE_MARGIN = 2 * math.sqrt(2)
+"""Two runs of one cell differ by sqrt(2) x the noise std on average; within two of those
+standard deviations (~95% for a normal difference) a gap is indistinguishable from chance."""
+HELDOUT_NOISE_MARGIN = 2.0
+"""A law's prediction of a held-out cell is "within the noise" when its RMSE is at most two
+standard deviations of that cell's own run-to-run noise (~95% of reruns land that close)."""
 
 
 def shown_probability(probability: float) -> float:
@@ -147,9 +157,15 @@ def _times(multiplier: float, ci: tuple[float, float] | None) -> str:
 
 def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
            loser_vs_winner: Comparison, *, task: str, metric: str, context: str,
-           confidence: float, heldout_rmse: float | None = None) -> Verdict:
+           confidence: float, heldout_rmse: float | None = None,
+           noise: float | None = None) -> Verdict:
     """The verdict for A vs B. `loser_vs_winner` is `compare(behind, ahead, at=[at, target])`
-    with the procedure ahead at `at` (by the point fits) as B."""
+    with the procedure ahead at `at` (by the point fits) as B.
+
+    `noise`: the run-to-run noise (std of a cell's result between seeds, `analysis.noise`) when
+    the grid measured it. A gap within `NOISE_MARGIN` x noise is never conclusive, whatever the
+    bootstrap says: the bootstrap resamples the fitted points but cannot see that every point
+    would move if the grid were rerun with other seeds."""
     now, later = ahead_at(fit_a, fit_b, at, confidence), ahead_at(fit_a, fit_b, target, confidence)
     other = fit_b.label if now.leader == fit_a.label else fit_a.label
     on = f"{task} {metric}".strip()
@@ -159,6 +175,8 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
     share = "" if now.probability is None else (
         f"{percent(now.probability)} of {now.resamples} bootstrap resamples")
     conclusive = bool(now.gap_ci is not None and now.gap_ci[0] > 0)
+    known_noise = noise is not None and bool(np.isfinite(noise))
+    within_noise = known_noise and now.gap <= NOISE_MARGIN * noise
     winner = now.leader if (shown or 0.0) >= MIN_WINNER_PROBABILITY else None
     interval = (f"the {confidence:.0%} interval of the error difference {other} - {now.leader} "
                 f"is{_ci(now.gap_ci)}")
@@ -176,6 +194,16 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
         summary = (f"Insufficient evidence on {on}: at {_g(at)} GFLOPs {now.leader} is ahead in "
                    f"only {share} ({level}), below the {MIN_WINNER_PROBABILITY:.0%} a verdict "
                    "needs.")
+    elif conclusive and within_noise:
+        headline = (f"{winner} scales better than {other} on {on} ({level}, but not "
+                    f"conclusive): {where}, its error is lower in {share} and {interval}, but "
+                    f"the gap {_g(now.gap)} is within the run-to-run noise (rerunning a cell "
+                    f"with another seed moves it by {_g(noise)} std, so two cells differ by up "
+                    f"to {_g(NOISE_MARGIN * noise)} by chance).")
+        summary = (f"{winner} scales better than {other} on {on}: {level} ({share}) at "
+                   f"{_g(at)} GFLOPs, the largest compute both measured, but not conclusive "
+                   f"(the gap is within the run-to-run noise).")
+        conclusive = False
     elif conclusive:
         headline = (f"{winner} scales better than {other} on {on} ({level}): {where}, its error "
                     f"is lower in {share}, and {interval}.")
@@ -211,6 +239,13 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
         f"{_g(loser_vs_winner.exponent_difference)}{_ci(loser_vs_winner.exponent_difference_ci)}"
         f" (more negative improves faster); floors d differ by "
         f"{_g(loser_vs_winner.floor_difference)}{_ci(loser_vs_winner.floor_difference_ci)}.")
+    if known_noise and heldout_rmse is not None and np.isfinite(heldout_rmse):
+        sentences.append(
+            f"Held-out check: the laws predict their held-out largest cells with RMSE up to "
+            f"{_g(heldout_rmse)}; rerunning a cell with another seed moves it by {_g(noise)} "
+            f"(std): the prediction is "
+            f"{'within' if heldout_rmse <= HELDOUT_NOISE_MARGIN * noise else 'outside'} the "
+            "run-to-run noise.")
     if heldout_rmse is not None and np.isfinite(heldout_rmse) and heldout_rmse > now.gap:
         sentences.append(f"Caution: the laws predict their held-out largest cells with RMSE up "
                          f"to {_g(heldout_rmse)}, more than the gap {_g(now.gap)} between the "
