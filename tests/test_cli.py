@@ -21,3 +21,22 @@ def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "vlscale.cli", "--version"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "vlscale" in result.stdout
+
+
+def test_demo_forwards_leading_options_to_its_job(tmp_path, monkeypatch):
+    """`vlscale demo --dry-run --data DIR` reaches the demo job (argparse's REMAINDER alone
+    rejected options that come first)."""
+    import pytest
+
+    monkeypatch.setenv("VLSCALE_HOME", str(tmp_path / "home"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--help"])
+    assert exit_.value.code == 0
+    result = subprocess.run([sys.executable, "-m", "vlscale.cli", "demo", "--data",
+                             str(tmp_path / "none"), "--dry-run"], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[1].startswith("sweep clip-vs-mammut-cpu:")
+    bad = subprocess.run([sys.executable, "-m", "vlscale.cli", "fit", "table.csv", "--bogus"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr

@@ -44,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # A command that forwards arguments to a job (`vlscale demo --dry-run`) takes the options
+    # argparse's REMAINDER leaves over when they come first; any other command rejects them.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "job_args"):
+            parser.parse_args(argv)  # exits with argparse's own one-line error
+        args.job_args = [*extra, *args.job_args]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

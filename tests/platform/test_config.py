@@ -82,6 +82,45 @@ def test_grid_rejects_duplicates_unknown_arch_and_tiny_samples():
         grid(sizes={"a": SizeSettings(1e-3, 64)}).validate({"a", "b"})
 
 
+def test_noise_offsets_repeat_only_the_noise_architectures():
+    cells = grid(seeds=(0,), noise_seed_offsets=(1, 2),
+                 noise_architectures=("a",)).validate({"a", "b"})
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for cell in cells:
+        seeds.setdefault((cell.procedure, cell.model.arch), set()).add(cell.train.seed)
+    seeds = {key: sorted(value) for key, value in seeds.items()}
+    assert seeds == {("clip", "a"): [0, 1, 2], ("clip", "b"): [0],
+                     ("mammut", "a"): [0, 1, 2], ("mammut", "b"): [0]}
+    assert len(cells) == len(grid().validate({"a", "b"})) + 2 * (2 + 1)
+
+
+def test_noise_settings_are_checked():
+    with pytest.raises(UserError, match="noise_architectures .* not in architectures"):
+        grid(noise_seed_offsets=(1,), noise_architectures=("c",)).validate({"a", "b"})
+    with pytest.raises(UserError, match="needs noise_seed_offsets"):
+        grid(noise_architectures=("a",)).validate({"a", "b"})
+
+
+def test_noise_offsets_follow_each_procedures_seed():
+    procedures = (Procedure("clean", "clip", DATA, seeds=(0,)),
+                  Procedure("clean-repeat", "clip", DATA, seeds=(100,)))
+    cells = grid(procedures=procedures, noise_seed_offsets=(1,),
+                 noise_architectures=("a",)).validate({"a", "b"})
+    assert sorted({c.train.seed for c in cells if c.procedure == "clean-repeat"}) == [100, 101]
+    assert sorted({c.train.seed for c in cells if c.procedure == "clean"}) == [0, 1]
+
+
+def test_procedure_seeds_override_the_grid_seeds():
+    procedures = (Procedure("clean", "clip", DATA, seeds=(0,)),
+                  Procedure("clean-repeat", "clip", DATA, seeds=(7,)))
+    cells = grid(procedures=procedures, seeds=(3,)).validate({"a", "b"})
+    assert {c.train.seed for c in cells if c.procedure == "clean"} == {0}
+    assert {c.train.seed for c in cells if c.procedure == "clean-repeat"} == {7}
+    same = grid(procedures=(Procedure("x", "clip", DATA), Procedure("y", "clip", DATA)))
+    with pytest.raises(UserError, match="duplicate cell"):  # same data, same seed: one cell
+        same.validate({"a", "b"})
+
+
 def test_format_count():
     assert format_count(1_280_000) == "1.28M" and format_count(3_000_000_000) == "3B"
     assert format_count(512) == "512"

@@ -145,7 +145,8 @@ def test_invalid_grids_rejected_before_launch(shards):
 
 @pytest.mark.parametrize("job, extra", [
     ("clip_vs_mammut_cpu.py", []),
-    ("constant_lr.py", []),
+    ("clip_vs_mammut_cosine_cpu.py", []),
+    ("dataset_comparison_cpu.py", []),
     pytest.param("clip_vs_mammut_paper.py", ["--data", "/nonexistent/datacomp"],
                  marks=pytest.mark.slow),
 ])

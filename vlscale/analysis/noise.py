@@ -2,7 +2,7 @@
 
 A law "predicts its held-out cells well" only relative to how reproducible those cells are: a
 held-out RMSE of 1 point means little if rerunning the same cell moves it by 2. A grid that
-repeats some cells with other seeds (`GridSpec.noise_seeds`) measures that noise; this module
+repeats some cells with other seeds (`GridSpec.noise_seed_offsets`) measures that noise; this module
 turns the repeats into one number per procedure and keeps the fit to one seed per cell.
 
 Why the fit keeps one seed: the paper's rule takes each cell's *best* run over hyper-parameters;

@@ -273,6 +273,11 @@ class Procedure:
     contrastive_weight: float = 1.0
     map_viz2txt_init: str = "normal"
     """MaMMUT's image-to-text map init (`ModelSpec.map_viz2txt_init`)."""
+    seeds: tuple[int, ...] = ()
+    """Training seeds of this procedure's cells (model init and data order); () = the grid's.
+    A procedure that repeats another with other seeds (e.g. "clean-repeat") measures how far
+    two laws of the *same* procedure differ by chance: a comparison must not call that
+    difference conclusive."""
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,14 @@ class GridSpec:
     sizes: dict[str, SizeSettings]
     """Per-architecture hyper-parameters; every architecture needs an entry."""
     seeds: tuple[int, ...] = (0,)
+    noise_seed_offsets: tuple[int, ...] = ()
+    """Repeats that measure run-to-run noise: the cells of `noise_architectures` (every
+    procedure, every samples-seen value) run again with seed = the procedure's first seed +
+    each offset. Offsets, not seeds, so that two procedures on the same data with different
+    seeds (a "clean-repeat") never repeat into the same cell. The report fits each law on the
+    cells' main seed only and prints the noise (std over seeds) beside the held-out error."""
+    noise_architectures: tuple[str, ...] = ()
+    """Architectures repeated with `noise_seed_offsets` (a subset of `architectures`)."""
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """Extra TrainSpec fields shared by every cell (e.g. weight_decay, checkpoint period)."""
@@ -326,7 +339,11 @@ class GridSpec:
                 runs = ([(max(self.samples_seen), tuple(sorted(self.samples_seen)))]
                         if procedure.schedule == "const"
                         else [(samples, ()) for samples in sorted(self.samples_seen)])
-                for seed in self.seeds:
+                seeds = procedure.seeds or self.seeds
+                if arch in self.noise_architectures:
+                    repeats = (seeds[0] + offset for offset in self.noise_seed_offsets)
+                    seeds = (*seeds, *(s for s in repeats if s not in seeds))
+                for seed in seeds:
                     for samples, eval_points in runs:
                         train = TrainSpec(
                             samples_seen=samples, global_batch=settings.global_batch,
@@ -348,6 +365,13 @@ class GridSpec:
         names = [p.name for p in self.procedures]
         if len(set(names)) != len(names):
             raise UserError(f"grid {self.name!r}: procedure names repeat: {names}")
+        stray = [a for a in self.noise_architectures if a not in self.architectures]
+        if stray:
+            raise UserError(f"grid {self.name!r}: noise_architectures {stray} are not in "
+                            f"architectures {list(self.architectures)}")
+        if self.noise_architectures and not any(self.noise_seed_offsets):
+            raise UserError(f"grid {self.name!r}: noise_architectures needs noise_seed_offsets "
+                            "(nonzero offsets from each procedure's seed to repeat cells with)")
         if known_architectures is not None:
             unknown = [a for a in self.architectures if a not in known_architectures]
             if unknown:

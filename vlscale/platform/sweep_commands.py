@@ -55,10 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.set_defaults(func=func)
     demo = subparsers.add_parser(
         "demo", help="the end-to-end demo: synthetic data -> CLIP vs MaMMUT grid -> report",
-        description="Write synthetic shards, train CLIP and MaMMUT on a 3 sizes x 4 samples-seen "
-                    "grid on an embedded Ray cluster, track every cell in MLflow, fit both "
-                    "scaling laws, validate them on held-out cells and write the comparison "
+        description="Write synthetic shards, train CLIP and MaMMUT on the CPU ladder (2 sizes, "
+                    "constant LR with cool-downs at 5 samples-seen values, the smaller size "
+                    "repeated with a second seed) on an embedded Ray cluster, track every cell "
+                    "in MLflow, fit both scaling laws of zero-shot top-1 error, validate them on "
+                    "held-out cells against the run-to-run noise and write the comparison "
                     "report (its path is printed at the end). About 10-15 minutes on 2 CPU "
-                    "cores. Extra arguments go to jobs/clip_vs_mammut_cpu.py (e.g. --dry-run).")
+                    "cores. Extra arguments go to jobs/clip_vs_mammut_cpu.py (e.g. --dry-run, "
+                    "--data DIR).")
     demo.add_argument("job_args", nargs=argparse.REMAINDER, help="arguments for the demo job")
     demo.set_defaults(func=_demo)

@@ -128,7 +128,10 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
         ahead, behind = (fit_a, fit_b) if leader == fit_a.label else (fit_b, fit_a)
         with np.errstate(all="ignore"):
             comparison = compare(behind, ahead, at=[at, beyond], confidence=options.confidence)
+        # The largest cells held out alone (the first of `holdout_points`): the extrapolation a
+        # verdict at the largest compute relies on; fewer points below weaken the other fits.
         rmse = [e["result"].rmse for e in heldouts if e["group"] in (fit_a.label, fit_b.label)
+                and e["held_out_cells"] == options.holdout_points[0]
                 and not isinstance(e["result"], str) and np.isfinite(e["result"].rmse)]
         noise = [noise_by_group[f.label].std for f in (fit_a, fit_b)
                  if noise_by_group[f.label].cells]
