@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def grid(args: argparse.Namespace) -> GridSpec:
     root = Path(args.data).resolve()
+    base = cpu_job.grid(args)
     clean = cpu_job.synth_data(root)
     degraded = dataclasses.replace(clean, name="synth-degraded",
                                    train=str(root / DEGRADED_TRAIN))
@@ -56,11 +57,11 @@ def grid(args: argparse.Namespace) -> GridSpec:
                     Procedure("degraded", "clip", degraded, schedule="const", seeds=(0,)),
                     Procedure("clean-repeat", "clip", clean, schedule="const", seeds=(100,))),
         architectures=cpu_job.ARCHITECTURES, samples_seen=cpu_job.SAMPLES_SEEN,
-        sizes=cpu_job.SIZES, resources=cpu_job.grid(args).resources,
+        sizes=cpu_job.SIZES, resources=base.resources,
         # Each procedure's seed + 1 on the small size (clean-repeat's 100 keeps its repeats
         # apart from clean's): the run-to-run noise a gap must exceed to be conclusive.
         noise_seed_offsets=(1,), noise_architectures=cpu_job.NOISE_ARCHITECTURES,
-        train_overrides=cpu_job.grid(args).train_overrides, cooldown_fraction=0.2,
+        train_overrides=base.train_overrides, cooldown_fraction=base.cooldown_fraction,
         report_task="zeroshot", report_metric="acc1", report_frontier="pareto_naive")
 
 
