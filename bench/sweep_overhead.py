@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "platform"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "platform" / "sweep"))
 
 
 def main() -> None:
@@ -28,9 +28,9 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from sweep_grids import tiny_grid
 
-    from vlscale.platform import tracking
+    from vlscale import tracking
     from vlscale.platform.data.synth import write_synth
-    from vlscale.platform.sweep import SweepOptions, run_sweep
+    from vlscale.platform.sweep.driver import SweepOptions, run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

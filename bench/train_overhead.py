@@ -43,7 +43,7 @@ def bare_loop(model_type: str, arch: str, batch: int, steps: int) -> float:
 
 
 def vlscale_loop(model_type: str, arch: str, batch: int, samples: int, work: Path) -> float:
-    from vlscale.platform import tracking
+    from vlscale import tracking
     from vlscale.platform.config import Cell, DataSpec, ModelSpec, ResourceSpec, TrainSpec
     from vlscale.platform.data.synth import write_synth
     from vlscale.platform.train.runner import run_cell

@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 
 from vlscale.platform.config import GridSpec
-from vlscale.platform.jobs import main_for_job_file
+from vlscale.platform.sweep.jobs import main_for_job_file
 
 _spec = importlib.util.spec_from_file_location(
     "clip_vs_mammut_cpu", Path(__file__).with_name("clip_vs_mammut_cpu.py"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vlscale import settings
 from vlscale.platform.config import DataSpec, GridSpec, Procedure, ResourceSpec, SizeSettings
-from vlscale.platform.jobs import main_for_job_file
+from vlscale.platform.sweep.jobs import main_for_job_file
 
 ARCHITECTURES = ("cpu-w32-l1", "cpu-w64-l2")
 SAMPLES_SEEN = (4096, 8192, 16384, 32768, 65536)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from vlscale.platform.config import DataSpec, GridSpec, Procedure, ResourceSpec, SizeSettings
-from vlscale.platform.jobs import main_for_job_file
+from vlscale.platform.sweep.jobs import main_for_job_file
 
 ARCHITECTURES = ("ViT-S-32", "ViT-M-32", "ViT-S-16", "ViT-B-32", "ViT-M-16", "ViT-B-16",
                  "ViT-L-14")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from vlscale import settings
 from vlscale.platform.config import GridSpec, Procedure
-from vlscale.platform.jobs import main_for_job_file
+from vlscale.platform.sweep.jobs import main_for_job_file
 
 _spec = importlib.util.spec_from_file_location(
     "clip_vs_mammut_cpu", Path(__file__).with_name("clip_vs_mammut_cpu.py"))

@@ -19,8 +19,8 @@ import pytest
 
 from vlscale.analysis import load_results, write_report
 from vlscale.analysis.report.synthetic import write_synthetic_sweep
-from vlscale.platform import tracking
-from vlscale.platform.server import start_server
+from vlscale import tracking
+from vlscale.tracking.server import start_server
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -19,9 +19,9 @@ COMMAND_MODULES: list[str] = [
     "vlscale.platform.data.commands",
     "vlscale.analysis.commands",
     "vlscale.analysis.report_commands",
-    "vlscale.platform.server",
+    "vlscale.tracking.server",
     "vlscale.platform.train.commands",
-    "vlscale.platform.sweep_commands",
+    "vlscale.platform.sweep.commands",
     "vlscale.platform.models.commands",
 ]
 

@@ -12,7 +12,7 @@ from vlscale.analysis import load_runs, write_report
 from vlscale.analysis.report.publish import TAG_DESCRIPTION, TAG_REPORT
 from vlscale.analysis.report.synthetic import CLIP, MAMMUT, write_synthetic_sweep
 from vlscale.cli import main
-from vlscale.platform import tracking
+from vlscale import tracking
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,7 +69,7 @@ def test_write_report_reads_a_sweep_id_from_the_store(store, tmp_path):
 
 
 def test_the_sweep_driver_passes_its_table_and_sweep_run(store, tmp_path):
-    """As `vlscale.platform.sweep` calls it: the table from `load_runs` plus the SweepRun."""
+    """As `vlscale.platform.sweep.driver` calls it: the table from `load_runs` plus the SweepRun."""
     sweep = tracking.find_sweep_parent(store, "sweep-r")
     table = load_runs(sweep.tracking_uri, sweep="sweep-r")
     result = write_report(table, tmp_path, sweep=sweep, bootstrap=30, progress=None)

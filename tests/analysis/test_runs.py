@@ -18,7 +18,7 @@ from vlscale.analysis.report.synthetic import (CLIP, MAMMUT, SyntheticProcedure,
 from vlscale.analysis.runs import RUN_SAMPLES_SEEN
 from vlscale.cli import main
 from vlscale.errors import UserError
-from vlscale.platform import tracking
+from vlscale import tracking
 
 pytestmark = pytest.mark.timeout(300)
 CONST = SyntheticProcedure("mammut-const", "mammut", a=8.8, c=-0.22, d=0.15, schedule="const")
@@ -153,7 +153,7 @@ def test_analysis_never_imports_torch_or_ray():
     code = ("import sys\n"
             "import vlscale.analysis, vlscale.analysis.runs, vlscale.analysis.report\n"
             "import vlscale.analysis.report_commands, vlscale.analysis.report.publish\n"
-            "import vlscale.analysis.report.synthetic, vlscale.platform.tracking\n"
+            "import vlscale.analysis.report.synthetic, vlscale.tracking.runs\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))\n"
             "print(bad)\n"
             "sys.exit(1 if bad else 0)\n")

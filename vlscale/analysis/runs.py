@@ -16,7 +16,7 @@ running, runs that ended since the previous load (minus `CLOCK_SKEW_S`, for cloc
 nodes) and deleted runs. Unchanged runs are never read again, so a notebook re-run costs a few
 small queries. `refresh=True` rebuilds from scratch (e.g. after restoring a deleted run).
 
-`vlscale.platform.tracking` (and with it MLflow, ~1 s to import) is imported only by the
+`vlscale.tracking.runs` (and with it MLflow, ~1 s to import) is imported only by the
 functions that read a store: a table-only user never pays for it.
 """
 
@@ -105,7 +105,8 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
                  experiment: str | None = None, cache: bool = True,
                  refresh: bool = False) -> SweepResults:
     """`load_runs` plus one row per run and the sweep's declared grid (see `SweepResults`)."""
-    from vlscale.platform import tracking, tracking_store
+    from vlscale import tracking
+    from vlscale.tracking import store as tracking_store
 
     client, uri = tracking_store.connect(tracking_uri)
     parent = None
@@ -152,7 +153,7 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
 
 def list_sweeps(tracking_uri: str | None = None) -> list[str]:
     """The sweep ids in the store, oldest first (the notebook's default is the newest)."""
-    from vlscale.platform import tracking_store
+    from vlscale.tracking import store as tracking_store
 
     client, _ = tracking_store.connect(tracking_uri)
     return _sweep_ids(client, tracking_store.experiment_ids(client))
@@ -174,7 +175,7 @@ def read_source(source: str | Path | pd.DataFrame | SweepResults,
 
 def _build(uri: str, records: list) -> tuple[list[pd.DataFrame], list[dict]]:
     """Rows of each record; metric histories only for runs evaluated at several points."""
-    from vlscale.platform import tracking
+    from vlscale import tracking
 
     several = [r for r in records if r.latest_eval() and _several_eval_points(r.params)]
     with ThreadPoolExecutor(HISTORY_THREADS) as pool:
@@ -298,7 +299,7 @@ def _typed(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
 # --- store queries beyond `tracking.list_cell_runs` -------------------------------------------
 
 def _cell_query(sweep: str | None) -> str:
-    from vlscale.platform import tracking
+    from vlscale import tracking
 
     query = f"tags.`{tracking.TAG_KIND}` = '{tracking.KIND_CELL}'"
     if sweep is not None:
@@ -308,14 +309,14 @@ def _cell_query(sweep: str | None) -> str:
 
 def _changed_records(client, ids: list[str], sweep: str | None, since_ms: int) -> list:
     """Cell runs that may differ from the cache: running ones and those ended since `since_ms`.
-    (`tracking._record` is the ledger's own conversion; `list_cell_runs` has no filter.)"""
-    from vlscale.platform import tracking
-    from vlscale.platform.tracking_store import search_all_runs
+    (`tracking.record_from_run` is the ledger's own conversion; `list_cell_runs` has no filter.)"""
+    from vlscale import tracking
+    from vlscale.tracking.store import search_all_runs
 
     found = {}
     for clause in ("attributes.status = 'RUNNING'", f"attributes.end_time >= {since_ms}"):
         for run in search_all_runs(client, ids, f"{_cell_query(sweep)} AND {clause}"):
-            found[run.info.run_id] = tracking._record(run)
+            found[run.info.run_id] = tracking.record_from_run(run)
     return list(found.values())
 
 
@@ -334,8 +335,8 @@ def _deleted_run_ids(client, ids: list[str], sweep: str | None) -> set[str]:
 
 
 def _sweep_ids(client, ids: list[str]) -> list[str]:
-    from vlscale.platform import tracking
-    from vlscale.platform.tracking_store import search_all_runs
+    from vlscale import tracking
+    from vlscale.tracking.store import search_all_runs
 
     query = f"tags.`{tracking.TAG_KIND}` = '{tracking.KIND_SWEEP}'"
     found = [run.data.tags.get(tracking.TAG_SWEEP_ID, "")
@@ -345,7 +346,7 @@ def _sweep_ids(client, ids: list[str]) -> list[str]:
 
 def _read_grid(client, parent_run_id: str) -> pd.DataFrame | None:
     """The cells the sweep declared (`grid.json` on its parent run), or None if not logged."""
-    from vlscale.platform import tracking
+    from vlscale import tracking
 
     quiet = PROGRESS_BAR_ENV not in os.environ
     if quiet:  # MLflow draws a progress bar for every download, even of one small file

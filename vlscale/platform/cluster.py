@@ -23,7 +23,7 @@ def ensure_ray(address: str | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Workers have no .git: hand them the driver's code version to log with every cell.
-    from vlscale.platform.tracking_store import CODE_VERSION_ENV, code_version
+    from vlscale.tracking.store import CODE_VERSION_ENV, code_version
 
     if CODE_VERSION_ENV not in os.environ and (version := code_version()):
         os.environ[CODE_VERSION_ENV] = version

@@ -32,8 +32,8 @@ def description(existing: str, experiment_id: str, run_id: str, report_path: str
 def publish(tracking_uri: str, sweep_id: str, out_dir: Path, verdicts: list[str]) -> str | None:
     """Upload `out_dir` to the sweep's parent run and link it; returns the report's artifact URI,
     or None when the upload failed (the report stays on disk)."""
-    from vlscale.platform import tracking
-    from vlscale.platform.tracking_store import connect
+    from vlscale import tracking
+    from vlscale.tracking.store import connect
 
     parent = tracking.find_sweep_parent(tracking_uri, sweep_id)
     if parent is None or not parent.log_artifact(out_dir, tracking.ARTIFACT_REPORT_DIR):

@@ -106,7 +106,7 @@ def write_synthetic_sweep(tracking_uri: str, sweep_id: str,
     the training loop does). Per procedure, the last `failed` cells fail before evaluating and
     the `missing` cells before them never start (they are only in `grid.json`).
     """
-    from vlscale.platform import tracking
+    from vlscale import tracking
 
     table = synthetic_table(procedures, archs=archs, samples_seen=samples_seen, noise=noise,
                             seed=seed)

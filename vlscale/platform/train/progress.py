@@ -12,7 +12,7 @@ import tempfile
 import time
 from typing import Any
 
-from vlscale.platform import tracking
+from vlscale import tracking
 from vlscale.platform.config import Cell
 from vlscale.platform.models import ModelProfile
 from vlscale.platform.train.segments import plan_segments, samples_processed

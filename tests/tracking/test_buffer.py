@@ -11,9 +11,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE)
 
-from vlscale.platform.metric_buffer import (
+from vlscale.tracking.buffer import (
     MAX_METRICS_PER_CALL, MetricBuffer, call_with_retry, is_transient)
-from vlscale.platform.tracking_store import configure_http_client
+from vlscale.tracking.store import configure_http_client
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,6 +1,6 @@
 """Connecting to an MLflow store and paging through it: the plumbing under `tracking.py`.
 
-Knows no vlscale tag or metric names (those live in `vlscale.platform.tracking`); it answers "is
+Knows no vlscale tag or metric names (those live in `vlscale.tracking.runs`); it answers "is
 the store there", "which experiment", "every run matching a filter", and moves parquet artifacts.
 """
 
@@ -23,7 +23,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from vlscale import settings
 from vlscale.errors import UserError
-from vlscale.platform.metric_buffer import call_with_retry
+from vlscale.tracking.buffer import call_with_retry
 
 if TYPE_CHECKING:
     import pandas

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from vlscale import settings
 from vlscale.errors import UserError
-from vlscale.platform import tracking
+from vlscale import tracking
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, ResourceSpec, TrainSpec
 
 pytestmark = pytest.mark.timeout(180)

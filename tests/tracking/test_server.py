@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from vlscale.platform import tracking
+from vlscale import tracking
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
-from vlscale.platform.server import start_server
+from vlscale.tracking.server import start_server
 
 
 class LocalServer:

@@ -15,7 +15,7 @@ buffered. Tags are last-value-wins and sent along with the metrics.
 What `close()` cannot send before its deadline is written to `spill_path` (JSON lines); a later
 buffer for the same run with the same `spill_path` loads and re-sends it first.
 
-This module knows no vlscale names; `vlscale.platform.tracking` owns those.
+This module knows no vlscale names; `vlscale.tracking.runs` owns those.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def probe_rates(cells: list[Cell], gflops: dict[str, float]) -> dict[str, tuple[
 
 def print_dry_run(grid: GridSpec) -> None:
     from vlscale.errors import UserError
-    from vlscale.platform.sweep import architecture_gflops, validate_grid
+    from vlscale.platform.sweep.driver import architecture_gflops, validate_grid
     from vlscale.platform.train.runner import check_cell_data
     from vlscale.platform.train.segments import plan_segments, samples_processed
 

@@ -8,25 +8,25 @@ from pathlib import Path
 
 from vlscale.errors import UserError
 
-JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+JOBS_DIR = Path(__file__).resolve().parents[3] / "jobs"
 DEMO_JOB = JOBS_DIR / "clip_vs_mammut_cpu.py"
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from vlscale.platform.jobs import load_job, run_job
+    from vlscale.platform.sweep.jobs import load_job, run_job
 
     return run_job(load_job(args.jobfile), args.job_args, prog=f"vlscale sweep {args.jobfile}")
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vlscale.platform.jobs import load_job, run_job
+    from vlscale.platform.sweep.jobs import load_job, run_job
 
     return run_job(load_job(args.jobfile), [*args.job_args, "--status"],
                    prog=f"vlscale status {args.jobfile}")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from vlscale.platform.jobs import load_job, run_job
+    from vlscale.platform.sweep.jobs import load_job, run_job
 
     if not DEMO_JOB.is_file():
         raise UserError(f"the demo job {DEMO_JOB} is missing: run the demo from a checkout of "

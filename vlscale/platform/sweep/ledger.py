@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vlscale.platform import tracking
+from vlscale import tracking
 from vlscale.platform.config import Cell, format_count
 
 FINISHED, FAILED, RUNNING = tracking.STATUS_FINISHED, tracking.STATUS_FAILED, tracking.STATUS_RUNNING

@@ -38,10 +38,9 @@ from mlflow.entities import Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
 from vlscale import settings
-from vlscale.platform import tracking_store
-from vlscale.platform.config import Cell
-from vlscale.platform.metric_buffer import MetricBuffer, call_with_retry
-from vlscale.platform.tracking_store import (  # noqa: F401 - CODE_VERSION_ENV re-exported
+from vlscale.tracking import store as tracking_store
+from vlscale.tracking.buffer import MetricBuffer, call_with_retry
+from vlscale.tracking.store import (  # noqa: F401 - CODE_VERSION_ENV re-exported
     CODE_VERSION_ENV, connect, experiment_ids, flatten_scalars,
     get_or_create_experiment, log_new_params, metric_history, quote, read_parquet_artifact,
     search_all_runs, upload_path, write_parquet)
@@ -50,6 +49,89 @@ code_version = tracking_store.code_version  # re-exported: the git SHA (or $VLSC
 
 if TYPE_CHECKING:
     import pandas
+
+    from vlscale.platform.config import Cell
+
+__all__ = [
+    "CODE_VERSION_ENV",
+    "connect",
+    "experiment_ids",
+    "flatten_scalars",
+    "get_or_create_experiment",
+    "log_new_params",
+    "metric_history",
+    "quote",
+    "read_parquet_artifact",
+    "search_all_runs",
+    "upload_path",
+    "write_parquet",
+    "code_version",
+    "TAG_KIND",
+    "KIND_SWEEP",
+    "KIND_CELL",
+    "TAG_SWEEP_ID",
+    "TAG_CELL_HASH",
+    "TAG_CELL_SPEC",
+    "TAG_PROCEDURE",
+    "TAG_STATUS",
+    "STATUS_RUNNING",
+    "STATUS_FINISHED",
+    "STATUS_FAILED",
+    "STATE_STALE",
+    "TAG_HEARTBEAT",
+    "TAG_DRIVER",
+    "TAG_ATTEMPTS",
+    "TAG_WORLD_SIZES",
+    "TAG_CHECKPOINT",
+    "TAG_ERROR",
+    "TAG_PARAMS_CHANGED",
+    "TAG_PARENT_RUN_ID",
+    "TAG_GIT_COMMIT",
+    "PARAM_CELL_HASH",
+    "PARAM_CODE_VERSION",
+    "PARAM_DATASET_PREFIX",
+    "METRIC_SAMPLES_SEEN",
+    "METRIC_LOSS",
+    "METRIC_LR",
+    "METRIC_GRAD_NORM",
+    "METRIC_THROUGHPUT",
+    "METRIC_THROUGHPUT_PER_WORKER",
+    "METRIC_DATA_WAIT_FRACTION",
+    "METRIC_SKIPPED_RECORDS",
+    "METRIC_WORLD_SIZE",
+    "METRIC_GFLOPS_PER_SAMPLE",
+    "METRIC_TOTAL_GFLOPS",
+    "METRIC_WALL_TIME_S",
+    "METRIC_ACCELERATOR_HOURS",
+    "EVAL_PREFIX",
+    "ARTIFACT_CURVES_DIR",
+    "ARTIFACT_TRAIN_CURVES",
+    "ARTIFACT_CHECKPOINT_DIR",
+    "ARTIFACT_DATASET",
+    "ARTIFACT_GRID",
+    "ARTIFACT_REPORT_DIR",
+    "DEFAULT_EXPERIMENT",
+    "STALE_AFTER_S",
+    "SPILL_DIR_NAME",
+    "default_experiment_name",
+    "loss_metric_name",
+    "eval_metric_name",
+    "parse_eval_metric_name",
+    "check_metric_name",
+    "SweepRun",
+    "start_sweep_parent",
+    "find_sweep_parent",
+    "CellRunLogger",
+    "open_cell_run",
+    "EvalPoint",
+    "CellRunRecord",
+    "list_cell_runs",
+    "find_cell_run",
+    "read_metric_history",
+    "read_eval_history",
+    "read_curves",
+    "record_from_run",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -472,7 +554,7 @@ def list_cell_runs(tracking_uri: str | None, sweep_id: str | None = None, *,
         query += f" AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
     client, _ = connect(tracking_uri)
     runs = search_all_runs(client, experiment_ids(client, experiment_name), query, page_size)
-    return [_record(run) for run in runs]
+    return [record_from_run(run) for run in runs]
 
 
 def find_cell_run(tracking_uri: str | None, cell_hash: str, *, sweep_id: str | None = None,
@@ -480,7 +562,7 @@ def find_cell_run(tracking_uri: str | None, cell_hash: str, *, sweep_id: str | N
     """The run of cell `cell_hash` in sweep `sweep_id` (None: a run outside any sweep)."""
     client, _ = connect(tracking_uri)
     run = _find_cell_run(client, experiment_ids(client, experiment_name), cell_hash, sweep_id)
-    return _record(run) if run is not None else None
+    return record_from_run(run) if run is not None else None
 
 
 def read_metric_history(tracking_uri: str | None, run_id: str,
@@ -506,7 +588,9 @@ def read_curves(tracking_uri: str | None, run_id: str, name: str = "train") -> p
     return read_parquet_artifact(client, run_id, f"{ARTIFACT_CURVES_DIR}/{name}.parquet")
 
 
-def _record(run: Run) -> CellRunRecord:
+def record_from_run(run: Run) -> CellRunRecord:
+    """The `CellRunRecord` of an MLflow cell run (as `list_cell_runs` returns them), for callers
+    that search the store with their own filter."""
     tags = run.data.tags
     heartbeat = tags.get(TAG_HEARTBEAT)
     return CellRunRecord(

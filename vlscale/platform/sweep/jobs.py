@@ -66,8 +66,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_job(job: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse the job's arguments and run (or dry-run, or report the status of) its sweep."""
-    from vlscale.platform.sweep import SweepOptions, read_ledger, run_sweep, validate_grid
-    from vlscale.platform.sweep_plan import print_dry_run
+    from vlscale.platform.sweep.driver import SweepOptions, read_ledger, run_sweep, validate_grid
+    from vlscale.platform.sweep.plan import print_dry_run
 
     args = job_parser(job, prog).parse_args(argv)
     options = SweepOptions(tracking_uri=args.tracking_uri, address=args.address,
@@ -80,7 +80,7 @@ def run_job(job: ModuleType, argv: Sequence[str] | None = None, prog: str | None
         return 0
     grid = job.grid(args)
     if args.status:
-        from vlscale.platform.ledger import format_ledger
+        from vlscale.platform.sweep.ledger import format_ledger
 
         print(format_ledger(read_ledger(grid, validate_grid(grid), options)))
         return 0

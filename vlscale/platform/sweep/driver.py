@@ -20,9 +20,10 @@ from typing import Any
 
 from vlscale import settings
 from vlscale.errors import UserError
-from vlscale.platform import ledger, tracking
+from vlscale import tracking
+from vlscale.platform.sweep import ledger
 from vlscale.platform.config import Cell, GridSpec, cell_from_dict
-from vlscale.platform.sweep_progress import SweepProgress
+from vlscale.platform.sweep.progress import SweepProgress
 
 DRIVER_FRESH_S = 60.0
 """A driver whose heartbeat is younger than this is alive: a second driver refuses to start."""

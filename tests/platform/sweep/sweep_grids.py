@@ -23,7 +23,7 @@ def tiny_grid(shards: str, name: str = "tiny") -> GridSpec:
 if __name__ == "__main__":  # the driver process of the kill test
     import sys
 
-    from vlscale.platform.sweep import SweepOptions, run_sweep
+    from vlscale.platform.sweep.driver import SweepOptions, run_sweep
 
     shards, uri, storage = sys.argv[1:4]
     run_sweep(tiny_grid(shards), SweepOptions(tracking_uri=uri, storage_path=storage,

@@ -13,14 +13,15 @@ import pytest
 from mlflow import MlflowClient
 
 from vlscale.errors import UserError
-from vlscale.platform import ledger, tracking
+from vlscale import tracking
+from vlscale.platform.sweep import ledger
 from vlscale.platform.config import DataSpec, GridSpec, Procedure, SizeSettings
-from vlscale.platform.sweep import SweepOptions, read_ledger, run_sweep, validate_grid
+from vlscale.platform.sweep.driver import SweepOptions, read_ledger, run_sweep, validate_grid
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sweep_grids import tiny_grid  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

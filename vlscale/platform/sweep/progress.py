@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from ray.tune import Callback
 
-from vlscale.platform import ledger
+from vlscale.platform.sweep import ledger
 from vlscale.platform.config import format_count
 
 BAR_WIDTH = 28
