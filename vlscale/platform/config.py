@@ -2,22 +2,46 @@
 
 A cell is everything that defines one training run's *experiment*: model, data, schedule and
 hyper-parameters. Its content hash (`Cell.cell_hash`) is the MLflow run key and the Tune trial
-name, so two cells with the same experiment are the same cell. Resources (worker counts, CPUs,
-GPUs, retries) are deliberately outside the hash: elasticity must not change the experiment.
+name, so two cells with the same experiment are the same cell, and a sweep resumed by a later
+vlscale finds its finished cells only if their hashes did not move.
 
-Settings added after cells were first hashed are declared with `added_setting`: at their default
-they are left out of the hash (existing cells keep their identity and their MLflow runs), any
-other value is hashed. Every field, default or not, is still logged as an MLflow param. Never
-change such a default: cells hashed before the change would silently mean the new value.
+Cell identity, version 1 (`IDENTITY_VERSION`). Every field of ModelSpec, DataSpec and TrainSpec
+declares its role with one of these markers (a field without one fails at import):
+
+- `experiment_field`: defines the experiment (model, data, recipe, or what the run measures);
+  always hashed.
+- `added_setting`: added after cells were first hashed; hashed only when it differs from its
+  default, so adding it changes no existing cell's identity. Never change such a default: cells
+  hashed before the change would silently mean the new value.
+- `operational_setting`: does not change what is trained or measured (intervals, batching of
+  work); never hashed. A new operational field must use this marker.
+- `legacy_hashed`: operational, but hashed since before identity was explicit, with non-default
+  values in the shipped job files. Excluding it would move those cells' hashes (their MLflow
+  runs and finished sweep cells would be lost), so version 1 keeps hashing it.
+
+Resources (`ResourceSpec`) and the procedure name are outside the hash. Every field, hashed or
+not, is logged as an MLflow param.
+
+The version-1 payload is {"model": {...}, "data": {...}, "train": {...}} of the hashed fields,
+as JSON with sorted keys; it has no version key because it predates the version. A version 2
+(e.g. dropping the `legacy_hashed` fields) must add "identity_version": 2 to its payload, so
+its hashes never collide with version 1's, and must keep the version-1 payload computable so
+stores written before it can map each old hash to its cell (look runs up by both hashes, or
+re-tag old runs with the new hash once).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Literal
 
 from vlscale.errors import UserError
 
@@ -28,30 +52,73 @@ SCHEDULES: tuple[str, ...] = ("cosine", "const")
 MAP_VIZ2TXT_INITS: tuple[str, ...] = ("normal", "fan_in")
 LOGIT_SCALE_CLAMPS: tuple[str, ...] = ("param", "loss")
 CONTRASTIVE_BATCHES: tuple[str, ...] = ("global", "micro")
-_OMIT_DEFAULT_FROM_HASH = "omit_default_from_hash"
+IDENTITY_VERSION = 1
+"""Schema of the payload `Cell.cell_hash` hashes (see the module docstring)."""
+_ROLE = "identity_role"
+EXPERIMENT, ADDED, OPERATIONAL, LEGACY_HASHED = "experiment", "added", "operational", "legacy"
+_HASHED_ROLES = (EXPERIMENT, LEGACY_HASHED)
+"""Roles hashed whatever the value; ADDED is hashed only away from its default."""
+
+
+def experiment_field(default: Any = dataclasses.MISSING) -> Any:
+    """A spec field that defines the experiment: always part of `Cell.cell_hash`."""
+    return field(default=default, metadata={_ROLE: EXPERIMENT})
 
 
 def added_setting(default: Any) -> Any:
     """A spec field added after cells were first hashed: left out of `Cell.cell_hash` while it
     holds `default`, so adding it changes no existing cell's identity."""
-    return field(default=default, metadata={_OMIT_DEFAULT_FROM_HASH: True})
+    return field(default=default, metadata={_ROLE: ADDED})
+
+
+def operational_setting(default: Any) -> Any:
+    """A spec field that changes neither what is trained nor what is measured: never part of
+    `Cell.cell_hash`, so tuning it (or adding it) keeps every cell's identity."""
+    return field(default=default, metadata={_ROLE: OPERATIONAL})
+
+
+def legacy_hashed(default: Any) -> Any:
+    """An operational field that identity version 1 hashes anyway: it was hashed before roles
+    existed, with non-default values in stores already written, so dropping it would move
+    those cells' hashes. A later identity version may drop it (module docstring)."""
+    return field(default=default, metadata={_ROLE: LEGACY_HASHED})
+
+
+def identity_role(spec_type: type, name: str) -> str:
+    """The identity role of field `name` of a spec class (fails loudly on a field without one,
+    so no field silently joins or leaves the hash)."""
+    for spec_field in dataclasses.fields(spec_type):
+        if spec_field.name == name:
+            role = spec_field.metadata.get(_ROLE)
+            if role not in (EXPERIMENT, ADDED, OPERATIONAL, LEGACY_HASHED):
+                raise TypeError(f"{spec_type.__name__}.{name} has no identity role; declare it "
+                                "with experiment_field, added_setting, operational_setting or "
+                                "legacy_hashed")
+            return role
+    raise KeyError(f"{spec_type.__name__} has no field {name!r}")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    model_type: str
-    """"clip" (contrastive loss only) or "mammut" (contrastive + captioning)."""
-    arch: str
-    """Architecture name from the size ladder, e.g. "ViT-B-32" or "cpu-w64-l2"."""
-    contrastive_weight: float = 1.0
-    """Weight of the contrastive loss term."""
-    caption_weight: float = 2.0
-    """Weight of the caption cross-entropy (MaMMUT only; the paper's default is 2)."""
+    section: ClassVar[str] = "model"
+
+    model_type: str = experiment_field()
+    """"clip" (contrastive loss only) or "mammut" (contrastive + captioning). Experiment."""
+    arch: str = experiment_field()
+    """Architecture name from the size ladder, e.g. "ViT-B-32" or "cpu-w64-l2". Experiment."""
+    contrastive_weight: float = experiment_field(1.0)
+    """Weight of the contrastive loss term. Experiment (the loss)."""
+    caption_weight: float = experiment_field(2.0)
+    """Weight of the caption cross-entropy (MaMMUT only; the paper's default is 2). Experiment."""
     map_viz2txt_init: str = added_setting("normal")
     """MaMMUT only: init of the image-to-text key/value map. "normal": N(0, 1), the paper's fork.
     "fan_in": N(0, 1/vision width), vlscale's earlier init; a deviation: under AdamW the update
     size is about the LR whatever the weights' scale, so this ~sqrt(width) smaller matrix moves
-    ~sqrt(width) times faster relative to itself (and weight decay acts on it differently)."""
+    ~sqrt(width) times faster relative to itself (and weight decay acts on it differently).
+    Experiment, added later: hashed only when not "normal"."""
+
+    def __post_init__(self) -> None:
+        _check_field_types(self)
 
     @property
     def key(self) -> str:
@@ -61,79 +128,125 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str
-    """Short dataset name, the `dataset` procedure column of the results table."""
-    train: str
-    """Directory or URL (s3://, gs://, ...) of the training parquet shards."""
-    eval: str | None = None
-    """Held-out captioned shards for held-out losses and retrieval (None: no such eval)."""
-    zeroshot: str | None = None
-    """Classification shards (with `label` and class names in dataset.json) for zero-shot eval."""
-    eval_samples: int = 1000
-    """How many held-out samples the evaluation uses."""
+    section: ClassVar[str] = "data"
+
+    name: str = experiment_field()
+    """Short dataset name, the `dataset` procedure column of the results table. Experiment: it
+    is what the results are grouped by."""
+    train: str = experiment_field()
+    """Directory or URL (s3://, gs://, ...) of the training parquet shards. Experiment: the
+    dataset's identity."""
+    eval: str | None = experiment_field(None)
+    """Held-out captioned shards for held-out losses and retrieval (None: no such eval).
+    Experiment: what the run measures."""
+    zeroshot: str | None = experiment_field(None)
+    """Classification shards (with `label` and class names in dataset.json) for zero-shot eval.
+    Experiment: what the run measures."""
+    eval_samples: int = experiment_field(1000)
+    """How many held-out samples the evaluation uses. Experiment: the metrics' noise and value
+    depend on it."""
+
+    def __post_init__(self) -> None:
+        _check_field_types(self)
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    samples_seen: int
-    """Total training samples, exact across all workers."""
-    global_batch: int
-    """Global batch size; fixed by the cell whatever the worker count."""
-    lr: float
-    """Peak learning rate."""
-    warmup_samples: int = 0
-    """Linear warm-up length in samples."""
-    schedule: str = "cosine"
-    """"cosine" (warm-up, cosine to zero) or "const" (warm-up, constant, cool-down per eval point)."""
-    cooldown_fraction: float = 0.2
-    """For "const": length of each cool-down branch as a fraction of its samples-seen point."""
-    eval_points: tuple[int, ...] = ()
-    """For "const": the samples-seen values at which a cool-down branch is evaluated."""
-    weight_decay: float = 0.2
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-6
-    grad_clip: float = 1.0
-    """Global gradient-norm clip (0 disables)."""
-    seed: int = 0
-    precision: str = "auto"
-    """"auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" or "fp32"."""
-    checkpoint_every_samples: int = 0
-    """Checkpoint period in samples (0: only at the end)."""
-    micro_batch: int = 0
-    """Largest per-worker forward batch (0: the whole per-worker batch); bigger batches accumulate."""
-    eval_batch_size: int = 256
-    """Fixed evaluation batch: the contrastive loss depends on batch size."""
+    section: ClassVar[str] = "train"
+
+    samples_seen: int = experiment_field()
+    """Total training samples, exact across all workers. Experiment."""
+    global_batch: int = experiment_field()
+    """Global batch size; fixed by the cell whatever the worker count. Experiment."""
+    lr: float = experiment_field()
+    """Peak learning rate. Experiment."""
+    warmup_samples: int = experiment_field(0)
+    """Linear warm-up length in samples. Experiment."""
+    schedule: str = experiment_field("cosine")
+    """"cosine" (warm-up, cosine to zero) or "const" (warm-up, constant, cool-down per eval
+    point). Experiment."""
+    cooldown_fraction: float = experiment_field(0.2)
+    """For "const": length of each cool-down branch as a fraction of its samples-seen point.
+    Experiment (hashed for "cosine" too, where it is unused: it always was)."""
+    eval_points: tuple[int, ...] = experiment_field(())
+    """For "const": the samples-seen values at which a cool-down branch is evaluated.
+    Experiment."""
+    weight_decay: float = experiment_field(0.2)
+    """AdamW weight decay. Experiment."""
+    beta1: float = experiment_field(0.9)
+    """AdamW beta1. Experiment."""
+    beta2: float = experiment_field(0.95)
+    """AdamW beta2. Experiment."""
+    eps: float = experiment_field(1e-6)
+    """AdamW epsilon. Experiment."""
+    grad_clip: float = experiment_field(1.0)
+    """Global gradient-norm clip (0 disables). Experiment."""
+    seed: int = experiment_field(0)
+    """Model init and data order. Experiment: seed repeats are distinct cells."""
+    precision: str = experiment_field("auto")
+    """"auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" or "fp32". Experiment: it changes the
+    numerics."""
+    checkpoint_every_samples: int = legacy_hashed(0)
+    """Checkpoint period in samples (0: only at the end). Operational (resume from any
+    checkpoint continues the same run), but hashed in identity version 1: the shipped job files
+    set it (8192, 50M), so dropping it would move their cells' hashes."""
+    micro_batch: int = legacy_hashed(0)
+    """Largest per-worker forward batch (0: the whole per-worker batch); bigger batches
+    accumulate. Operational under contrastive_batch "global" (the loss sees the whole global
+    batch; only float summation order differs), part of the experiment under "micro"; hashed in
+    identity version 1 either way, as it always was (cells hashed with it set exist)."""
+    eval_batch_size: int = experiment_field(256)
+    """Fixed evaluation batch. Experiment although it looks operational: the held-out
+    contrastive loss (and retrieval among in-batch candidates) depends on the batch size, so
+    two values measure different numbers."""
     logit_scale_clamp: str = added_setting("param")
     """How the learned temperature is bounded. "param": after every optimizer step the parameter
     is clamped in place to [0, ln 100], as open_clip_train does (the paper's trainer). "loss":
     vlscale's earlier rule, exp(logit_scale) clamped at 100 inside the loss; a deviation: once
-    the parameter passes ln 100 its gradient is exactly 0 and the temperature can stay pinned."""
+    the parameter passes ln 100 its gradient is exactly 0 and the temperature can stay pinned.
+    Experiment, added later: hashed only when not "param"."""
     no_decay_embeddings: bool = added_setting(False)
     """Also exempt token and positional embeddings (and names holding "norm") from weight decay,
     vlscale's earlier rule (as in many language-model recipes: decay shrinks rarely seen token
     rows). False: open_clip_train's rule only (ndim < 2, or a name holding "bn", "ln", "bias" or
-    "logit_scale"), the paper's trainer."""
+    "logit_scale"), the paper's trainer. Experiment, added later: hashed only when True."""
     contrastive_batch: str = added_setting("global")
     """Negatives of the contrastive loss when a worker accumulates micro-batches. "global": the
     whole global batch whatever micro_batch and the worker count (features of the other
     micro-batches cached by a no-grad forward, as open_clip_train's --accum-freq), so neither
     changes the experiment. "micro": only micro_batch x workers samples, vlscale's earlier rule;
     a deviation that saves the extra no-grad forward but makes the loss depend on micro_batch
-    and on the worker count. Identical when micro_batch is 0 or the whole per-worker batch."""
+    and on the worker count. Identical when micro_batch is 0 or the whole per-worker batch.
+    Experiment, added later: hashed only when not "global"."""
+
+    def __post_init__(self) -> None:
+        _check_field_types(self)
 
 
 @dataclass(frozen=True)
 class ResourceSpec:
-    min_workers: int = 1
-    max_workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    max_failures: int = 3
+    """Where and how robustly a cell runs. Operational as a whole: outside the hash, so
+    elasticity and retries never change the experiment."""
+
+    section: ClassVar[str] = "resources"
+
+    min_workers: int = operational_setting(1)
+    max_workers: int = operational_setting(1)
+    cpus_per_worker: float = operational_setting(1.0)
+    gpus_per_worker: float = operational_setting(0.0)
+    max_failures: int = operational_setting(3)
+
+    def __post_init__(self) -> None:
+        _check_field_types(self)
 
     @property
     def elastic(self) -> bool:
         return self.max_workers > self.min_workers
+
+
+for _spec_type in (ModelSpec, DataSpec, TrainSpec, ResourceSpec):
+    for _spec_field in dataclasses.fields(_spec_type):
+        identity_role(_spec_type, _spec_field.name)  # every field declares its role
 
 
 @dataclass(frozen=True)
@@ -149,12 +262,16 @@ class Cell:
         """Every field that defines the experiment (resources excluded), as plain JSON types."""
         return {"model": _plain(self.model), "data": _plain(self.data), "train": _plain(self.train)}
 
+    def identity_payload(self) -> dict[str, Any]:
+        """What `cell_hash` hashes (identity version `IDENTITY_VERSION`): per section, the fields
+        whose role is hashed, less `added_setting` fields at their default."""
+        return {section: _plain(getattr(self, section), for_hash=True)
+                for section in ("model", "data", "train")}
+
     @property
     def cell_hash(self) -> str:
-        """Content hash of `experiment_dict()`, less `added_setting` fields at their default."""
-        hashed = {section: _plain(getattr(self, section), for_hash=True)
-                  for section in ("model", "data", "train")}
-        canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+        """Content hash of `identity_payload()`: the MLflow run key of this cell."""
+        canonical = json.dumps(self.identity_payload(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
@@ -215,16 +332,111 @@ class Cell:
 
 
 def _plain(spec: Any, for_hash: bool = False) -> dict[str, Any]:
-    """A spec's fields as JSON types (tuples as lists); `for_hash` drops `added_setting` fields
-    that hold their default."""
+    """A spec's fields as JSON types (tuples as lists); `for_hash` keeps only what the identity
+    hashes: no `operational_setting` fields, no `added_setting` fields at their default."""
     values = {}
     for spec_field in dataclasses.fields(spec):
         value = getattr(spec, spec_field.name)
-        if for_hash and spec_field.metadata.get(_OMIT_DEFAULT_FROM_HASH) \
-                and value == spec_field.default:
-            continue
+        if for_hash:
+            role = identity_role(type(spec), spec_field.name)
+            if role == OPERATIONAL or (role == ADDED and value == spec_field.default):
+                continue
         values[spec_field.name] = list(value) if isinstance(value, tuple) else value
     return values
+
+
+_INT_EXAMPLE = "is not an integer (e.g. 16384 or 16_384)"
+_FLOAT_EXAMPLE = "is not a number (e.g. 0.001 or 1e-3)"
+
+
+@functools.cache
+def _field_types(spec_type: type) -> dict[str, Any]:
+    """Resolved annotations of a spec class (they are strings under `from __future__`)."""
+    return typing.get_type_hints(spec_type)
+
+
+def _check_field_types(spec: Any) -> None:
+    """Check every field of a spec against its annotation, normalising the number forms people
+    write (YAML 1.1 reads `3e-3` as a string; `16384.0` is a fine integer) so that every way of
+    building a spec (YAML, flags, job files, Ray configs) yields the same values and hash.
+
+    An int given for a float field is kept as an int (it is a valid float): hashes written
+    before this check existed hashed it as given."""
+    hints = _field_types(type(spec))
+    for spec_field in dataclasses.fields(spec):
+        name = f"{spec.section}.{spec_field.name}"
+        value = getattr(spec, spec_field.name)
+        checked = _coerce(value, hints[spec_field.name], name)
+        if checked is not value:
+            object.__setattr__(spec, spec_field.name, checked)
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """`value` as the type `annotation` names, or a UserError naming field, value and type."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, name)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{name}: {value!r} is not a list (e.g. [4096, 8192])")
+        items = tuple(_coerce(item, args[0], f"{name}[{i}]") for i, item in enumerate(value))
+        return value if items == value and isinstance(value, tuple) else items
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{name}: {value!r} is not true or false")
+    if annotation is int:
+        return _as_int(value, name)
+    if annotation is float:
+        return _as_float(value, name)
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise UserError(f"{name}: {value!r} is not a string (quote it in YAML)")
+    raise TypeError(f"{name}: no type check for annotation {annotation!r}")
+
+
+def _as_int(value: Any, name: str) -> int:
+    """An int from an int, an integral float, or a string such as "16_384" or "1e6" (exact:
+    parsed as a decimal, so a large count never goes through a float)."""
+    if isinstance(value, bool):
+        raise UserError(f"{name}: {value!r} {_INT_EXAMPLE}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise UserError(f"{name}: {value!r} {_INT_EXAMPLE}")
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise UserError(f"{name}: {value!r} {_INT_EXAMPLE}") from None
+        if number.is_finite() and number == number.to_integral_value():
+            return int(number)
+    raise UserError(f"{name}: {value!r} {_INT_EXAMPLE}")
+
+
+def _as_float(value: Any, name: str) -> float | int:
+    """A finite number from an int, a float, or a string such as "3e-3" (what PyYAML makes of a
+    YAML 1.1 float without a dot)."""
+    if isinstance(value, bool):
+        raise UserError(f"{name}: {value!r} {_FLOAT_EXAMPLE}")
+    if isinstance(value, (int, float)):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise UserError(f"{name}: {value!r} {_FLOAT_EXAMPLE}") from None
+    else:
+        raise UserError(f"{name}: {value!r} {_FLOAT_EXAMPLE}")
+    if not math.isfinite(number):
+        raise UserError(f"{name}: {value!r} is not a finite number")
+    return number
 
 
 def format_count(count: int | float) -> str:
@@ -243,22 +455,30 @@ def cell_from_dict(values: dict[str, Any]) -> Cell:
     sections = {"model": ModelSpec, "data": DataSpec, "train": TrainSpec, "resources": ResourceSpec}
     unknown = set(values) - set(sections) - {"procedure"}
     if unknown:
-        raise UserError(f"unknown cell section(s) {sorted(unknown)}; expected {sorted(sections)}")
+        raise UserError(f"unknown cell section(s) {sorted(map(str, unknown))}; expected "
+                        f"{', '.join(sections)} (and procedure)")
     built: dict[str, Any] = {}
     for section, spec_type in sections.items():
-        given = dict(values.get(section) or {})
-        known = {f.name for f in dataclasses.fields(spec_type)}
-        extra = set(given) - known
+        given = values.get(section) or {}
+        if not isinstance(given, dict):
+            raise UserError(f"cell section {section!r} must be a mapping of field: value, "
+                            f"got {given!r}")
+        known = [f.name for f in dataclasses.fields(spec_type)]
+        extra = set(given) - set(known)
         if extra:
-            raise UserError(f"unknown field(s) {sorted(extra)} in cell section {section!r}; "
-                            f"known: {', '.join(sorted(known))}")
-        if "eval_points" in given:
-            given["eval_points"] = tuple(int(p) for p in given["eval_points"])
-        try:
-            built[section] = spec_type(**given)
-        except TypeError as error:
-            raise UserError(f"cell section {section!r} is incomplete: {error}") from None
-    return Cell(procedure=str(values.get("procedure", "")), **built)
+            raise UserError(f"unknown field(s) {sorted(map(str, extra))} in cell section "
+                            f"{section!r}; known: {', '.join(known)}")
+        required = [f.name for f in dataclasses.fields(spec_type)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in given]
+        if missing:
+            raise UserError(f"cell section {section!r} lacks {', '.join(missing)} (required: "
+                            f"{', '.join(required)})")
+        built[section] = spec_type(**given)
+    procedure = values.get("procedure", "")
+    if not isinstance(procedure, str):
+        raise UserError(f"procedure: {procedure!r} is not a string (quote it in YAML)")
+    return Cell(procedure=procedure, **built)
 
 
 @dataclass(frozen=True)
