@@ -41,14 +41,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from vlscale.errors import UserError
 
-ModelType = Literal["clip", "mammut"]
-Schedule = Literal["cosine", "const"]
-MODEL_TYPES: tuple[str, ...] = ("clip", "mammut")
-SCHEDULES: tuple[str, ...] = ("cosine", "const")
 MAP_VIZ2TXT_INITS: tuple[str, ...] = ("normal", "fan_in")
 LOGIT_SCALE_CLAMPS: tuple[str, ...] = ("param", "loss")
 CONTRASTIVE_BATCHES: tuple[str, ...] = ("global", "micro")
@@ -291,10 +287,11 @@ class Cell:
     def validate(self) -> None:
         """Reject a cell that cannot run, before any worker starts (raises UserError)."""
         m, t, r = self.model, self.train, self.resources
-        if m.model_type not in MODEL_TYPES:
-            raise UserError(f"unknown model type {m.model_type!r}; use one of {', '.join(MODEL_TYPES)}")
-        if t.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {t.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        from vlscale.platform.models.families import check_model_settings  # registries: no torch
+        from vlscale.platform.train.schedules import lr_schedule
+
+        check_model_settings(m)  # an unknown model type lists the registered ones
+        schedule = lr_schedule(t.schedule)
         if t.samples_seen <= 0:
             raise UserError(f"samples_seen must be positive, got {t.samples_seen}")
         if t.global_batch <= 0:
@@ -322,10 +319,7 @@ class Cell:
                                      ("contrastive_batch", t.contrastive_batch, CONTRASTIVE_BATCHES)):
             if value not in allowed:
                 raise UserError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
-        if m.model_type != "mammut" and m.map_viz2txt_init != "normal":
-            raise UserError(f"map_viz2txt_init applies to MaMMUT only; leave it at 'normal' "
-                            f"for {m.model_type}")
-        if t.schedule == "const":
+        if schedule.eval_points:
             bad = [p for p in t.eval_points if not 0 < p <= t.samples_seen]
             if bad:
                 raise UserError(f"eval_points {bad} lie outside (0, samples_seen={t.samples_seen}]")
@@ -469,7 +463,8 @@ def cell_from_dict(values: dict[str, Any]) -> Cell:
             raise UserError(f"unknown field(s) {sorted(map(str, extra))} in cell section "
                             f"{section!r}; known: {', '.join(known)}")
         required = [f.name for f in dataclasses.fields(spec_type)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
         missing = [name for name in required if name not in given]
         if missing:
             raise UserError(f"cell section {section!r} lacks {', '.join(missing)} (required: "
@@ -556,8 +551,10 @@ class GridSpec:
                 if settings is None:
                     raise UserError(f"grid {self.name!r}: no SizeSettings for architecture "
                                     f"{arch!r}; add it to `sizes`")
+                from vlscale.platform.train.schedules import lr_schedule
+
                 runs = ([(max(self.samples_seen), tuple(sorted(self.samples_seen)))]
-                        if procedure.schedule == "const"
+                        if lr_schedule(procedure.schedule).eval_points
                         else [(samples, ()) for samples in sorted(self.samples_seen)])
                 seeds = procedure.seeds or self.seeds
                 if arch in self.noise_architectures:
@@ -589,6 +586,10 @@ class GridSpec:
         if stray:
             raise UserError(f"grid {self.name!r}: noise_architectures {stray} are not in "
                             f"architectures {list(self.architectures)}")
+        if self.report_task:
+            from vlscale.platform.train.evaluate import evaluator
+
+            evaluator(self.report_task)  # UserError listing the registered evaluators
         if self.noise_architectures and not any(self.noise_seed_offsets):
             raise UserError(f"grid {self.name!r}: noise_architectures needs noise_seed_offsets "
                             "(nonzero offsets from each procedure's seed to repeat cells with)")
