@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
+import sys
 from pathlib import Path
 
 from vlscale.platform.config import GridSpec
 from vlscale.platform.sweep.jobs import main_for_job_file
 
-_spec = importlib.util.spec_from_file_location(
-    "clip_vs_mammut_cpu", Path(__file__).with_name("clip_vs_mammut_cpu.py"))
-cpu_job = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cpu_job)
+if not __package__:  # `python jobs/FILE.py`: the checkout root holds the `jobs` package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jobs import clip_vs_mammut_cpu as cpu_job  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,74 +14,37 @@ held-out prediction error. About 12 minutes on a 2-core laptop.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 
-from vlscale import settings
-from vlscale.platform.config import DataSpec, GridSpec, Procedure, ResourceSpec, SizeSettings
+from vlscale.platform.config import GridSpec, Procedure
 from vlscale.platform.sweep.jobs import main_for_job_file
 
-ARCHITECTURES = ("cpu-w32-l1", "cpu-w64-l2")
-SAMPLES_SEEN = (4096, 8192, 16384, 32768, 65536)
-"""Below ~16k samples both model types sit near chance (the onset of learning); the law is
-about what comes after, so the grid reaches 4x past it."""
-# Batch 64: at these budgets more steps matter more than more negatives. cpu-w96-l3 is left out:
-# its CLIP sits on the contrastive plateau (loss ln 64) for the first ~16k samples, and its
-# cells alone would take longer than the whole demo.
-SIZES = {"cpu-w32-l1": SizeSettings(lr=3e-3, global_batch=64, warmup_samples=512),
-         "cpu-w64-l2": SizeSettings(lr=2e-3, global_batch=64, warmup_samples=512)}
-NOISE_ARCHITECTURES = ("cpu-w32-l1",)
-TRAIN_SAMPLES = 32768  # the largest cells see the data twice (cheaper to write than to train)
-HELD_OUT = 4000
-"""Zero-shot images (and held-out captions): at 10% top-1 the binomial std of 4000 images is
-0.5 points, below the seed-to-seed noise it is compared with."""
+if not __package__:  # `python jobs/FILE.py`: the checkout root holds the `jobs` package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jobs import _cpu_defaults as cpu  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=str(settings.state_dir() / "data" / "synth"),
-                        help="synthetic shard root (train/, eval/, zeroshot/); written if "
-                             "missing (default: .vlscale/data/synth)")
+    cpu.add_data_argument(parser)
     parser.add_argument("--name", default="clip-vs-mammut-cpu", help="sweep id")
 
 
-def synth_data(root: Path) -> DataSpec:
-    return DataSpec("synth", str(root / "train"), str(root / "eval"), str(root / "zeroshot"),
-                    eval_samples=HELD_OUT)
-
-
 def grid(args: argparse.Namespace) -> GridSpec:
-    data = synth_data(Path(args.data).resolve())
+    data = cpu.synth_data(Path(args.data).resolve())
     return GridSpec(
         name=args.name,
         procedures=(Procedure("clip", "clip", data, schedule="const"),
                     Procedure("mammut", "mammut", data, schedule="const")),
-        architectures=ARCHITECTURES, samples_seen=SAMPLES_SEEN, sizes=SIZES,
-        noise_seed_offsets=(1,), noise_architectures=NOISE_ARCHITECTURES,
-        # Two trials share a 2-core laptop: 0.45 CPU each leaves one logical CPU for Ray Data's
-        # decode tasks (which need 1), so neither starves; each trainer runs one torch thread.
-        resources=ResourceSpec(min_workers=1, max_workers=1, cpus_per_worker=0.45,
-                               max_failures=2),
-        train_overrides={"checkpoint_every_samples": 8192, "eval_batch_size": 250},
-        cooldown_fraction=0.2,
-        # pareto_bin's bins start at 1500 GFLOPs (the paper's scale), above all of this grid.
-        report_task="zeroshot", report_metric="acc1", report_frontier="pareto_naive")
+        architectures=cpu.ARCHITECTURES, samples_seen=cpu.SAMPLES_SEEN, sizes=cpu.SIZES,
+        noise_seed_offsets=(1,), noise_architectures=cpu.NOISE_ARCHITECTURES,
+        resources=cpu.RESOURCES, train_overrides=cpu.TRAIN_OVERRIDES,
+        cooldown_fraction=cpu.COOLDOWN_FRACTION, **cpu.REPORT)
 
 
 def prepare(args: argparse.Namespace) -> None:
     """Write the synthetic shards on first use."""
-    write_synth_once(Path(args.data), TRAIN_SAMPLES)
-
-
-def write_synth_once(root: Path, samples: int) -> None:
-    from vlscale.platform.data.synth import write_synth
-
-    if (root / "train" / "dataset.json").exists():
-        return
-    print(f"writing {samples} synthetic scenes to {root} ...", flush=True)
-    started = time.perf_counter()
-    write_synth(root, samples=samples, image_size=32, seed=0, eval_samples=HELD_OUT,
-                zeroshot_samples=HELD_OUT, overwrite=True)
-    print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
+    cpu.write_synth_once(Path(args.data))
 
 
 if __name__ == "__main__":

@@ -20,35 +20,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
+import sys
 import time
 from pathlib import Path
 
-from vlscale import settings
 from vlscale.platform.config import GridSpec, Procedure
 from vlscale.platform.sweep.jobs import main_for_job_file
 
-_spec = importlib.util.spec_from_file_location(
-    "clip_vs_mammut_cpu", Path(__file__).with_name("clip_vs_mammut_cpu.py"))
-cpu_job = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cpu_job)
+if not __package__:  # `python jobs/FILE.py`: the checkout root holds the `jobs` package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jobs import _cpu_defaults as cpu  # noqa: E402
 
 SWAP_FRACTION = 0.5
 DEGRADED_TRAIN = "train-degraded"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=str(settings.state_dir() / "data" / "synth"),
-                        help="synthetic shard root (train/, eval/, zeroshot/; the degraded copy "
-                             f"goes to {DEGRADED_TRAIN}/); written if missing "
-                             "(default: .vlscale/data/synth)")
+    cpu.add_data_argument(parser, f"; the degraded copy goes to {DEGRADED_TRAIN}/")
     parser.add_argument("--name", default="dataset-comparison-cpu", help="sweep id")
 
 
 def grid(args: argparse.Namespace) -> GridSpec:
     root = Path(args.data).resolve()
-    base = cpu_job.grid(args)
-    clean = cpu_job.synth_data(root)
+    clean = cpu.synth_data(root)
     degraded = dataclasses.replace(clean, name="synth-degraded",
                                    train=str(root / DEGRADED_TRAIN))
     return GridSpec(
@@ -56,13 +50,13 @@ def grid(args: argparse.Namespace) -> GridSpec:
         procedures=(Procedure("clean", "clip", clean, schedule="const", seeds=(0,)),
                     Procedure("degraded", "clip", degraded, schedule="const", seeds=(0,)),
                     Procedure("clean-repeat", "clip", clean, schedule="const", seeds=(100,))),
-        architectures=cpu_job.ARCHITECTURES, samples_seen=cpu_job.SAMPLES_SEEN,
-        sizes=cpu_job.SIZES, resources=base.resources,
+        architectures=cpu.ARCHITECTURES, samples_seen=cpu.SAMPLES_SEEN, sizes=cpu.SIZES,
+        resources=cpu.RESOURCES,
         # Each procedure's seed + 1 on the small size (clean-repeat's 100 keeps its repeats
         # apart from clean's): the run-to-run noise a gap must exceed to be conclusive.
-        noise_seed_offsets=(1,), noise_architectures=cpu_job.NOISE_ARCHITECTURES,
-        train_overrides=base.train_overrides, cooldown_fraction=base.cooldown_fraction,
-        report_task="zeroshot", report_metric="acc1", report_frontier="pareto_naive")
+        noise_seed_offsets=(1,), noise_architectures=cpu.NOISE_ARCHITECTURES,
+        train_overrides=cpu.TRAIN_OVERRIDES, cooldown_fraction=cpu.COOLDOWN_FRACTION,
+        **cpu.REPORT)
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -70,7 +64,7 @@ def prepare(args: argparse.Namespace) -> None:
     from vlscale.platform.data.degrade import degrade_shards
 
     root = Path(args.data)
-    cpu_job.write_synth_once(root, cpu_job.TRAIN_SAMPLES)
+    cpu.write_synth_once(root)
     if (root / DEGRADED_TRAIN / "dataset.json").exists():
         return
     started = time.perf_counter()

@@ -8,8 +8,10 @@ flags, e.g. `--data`) and `prepare(args)` (e.g. write synthetic shards when they
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -18,15 +20,60 @@ from vlscale.errors import UserError
 
 
 def load_job(path: str | Path) -> ModuleType:
+    """Import a job file; anything wrong with the file itself becomes one `UserError` line.
+
+    A file inside a package (the shipped `jobs/` has an `__init__.py`) is imported by its
+    package name with the package's parent on `sys.path`, as `python jobs/FILE.py` does after
+    its bootstrap: siblings share defaults by plain imports (`from jobs import _cpu_defaults`)
+    and the file is one module whichever way it is run. A loose file is loaded from its path.
+    A syntax error, a failing import or a missing `grid()` is the user's to fix, so the message
+    names the file and line; any other exception while importing is a bug and keeps its traceback.
+    """
     file = Path(path)
     if not file.is_file():
         raise UserError(f"job file {path} not found; the shipped ones are in jobs/")
+    try:
+        module = _import_job(file.resolve())
+    except SyntaxError as error:
+        where = f"{error.filename or path}, line {error.lineno}"
+        raise UserError(f"job file {where}: syntax error ({error.msg}); fix the Python syntax "
+                        "there") from None
+    except ImportError as error:
+        raise UserError(f"job file {path}, line {_line_in(error, file)}: {error}; install the "
+                        "missing package or fix the import") from None
+    if not callable(getattr(module, "grid", None)):
+        raise UserError(f"job file {path} defines no `grid(args) -> GridSpec` function; add one "
+                        "(see jobs/clip_vs_mammut_cpu.py)")
+    return module
+
+
+def _import_job(file: Path) -> ModuleType:
+    """The job module: by package name when the file's folder is a package, else by path."""
+    if (file.parent / "__init__.py").is_file():
+        root = str(file.parent.parent)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        name = f"{file.parent.name}.{file.stem}"
+        module = importlib.import_module(name)
+        if Path(module.__file__ or "").resolve() != file:
+            raise UserError(f"job file {file}: `import {name}` finds {module.__file__} instead; "
+                            f"rename the folder {file.parent.name}/ or run the job from there")
+        return module
     spec = importlib.util.spec_from_file_location(f"vlscale_job_{file.stem}", file)
+    if spec is None or spec.loader is None:
+        raise UserError(f"job file {file} is not a Python file; a job file ends in .py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "grid", None)):
-        raise UserError(f"job file {path} defines no `grid(args) -> GridSpec` function")
     return module
+
+
+def _line_in(error: BaseException, file: Path) -> int | str:
+    """The line of `file` the exception passed through last (the failing import statement)."""
+    line: int | str = "?"
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        if Path(frame.f_code.co_filename).resolve() == file:
+            line = lineno
+    return line
 
 
 def job_parser(job: ModuleType, prog: str | None = None) -> argparse.ArgumentParser:
@@ -73,8 +120,7 @@ def run_job(job: ModuleType, argv: Sequence[str] | None = None, prog: str | None
     options = SweepOptions(tracking_uri=args.tracking_uri, address=args.address,
                            max_concurrent=args.max_concurrent, refit_every=args.refit_every,
                            stale_after_s=args.stale_after, storage_path=args.storage_path,
-                           report=not args.no_report, report_dir=args.report_dir,
-                           dry_run=args.dry_run)
+                           report=not args.no_report, report_dir=args.report_dir)
     if args.dry_run:
         print_dry_run(job.grid(args))
         return 0
