@@ -160,3 +160,16 @@ def test_vlscale_train_rejects_a_wrongly_typed_field_in_one_line(tmp_path):
         "vlscale train: error: train.samples_seen: 'lots' is not an integer "
         "(e.g. 16384 or 16_384)"]
     assert done.stdout == ""
+
+
+def test_numpy_numbers_become_python_numbers():
+    """Code computing a grid with numpy (e.g. a log-spaced samples-seen ladder) gets plain
+    ints and floats, which the JSON the hash is built from can hold."""
+    np = pytest.importorskip("numpy")
+    train = TrainSpec(samples_seen=np.int64(16384), global_batch=np.float64(64.0),
+                      lr=np.float32(0.25))
+    assert (type(train.samples_seen), type(train.global_batch), type(train.lr)) == (int, int, float)
+    assert train.lr == 0.25  # exact in float32
+    assert Cell(ModelSpec("clip", "a"), DataSpec("d", "t"), train).cell_hash == \
+        Cell(ModelSpec("clip", "a"), DataSpec("d", "t"),
+             TrainSpec(samples_seen=16384, global_batch=64, lr=0.25)).cell_hash

@@ -37,6 +37,7 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field
@@ -398,10 +399,10 @@ def _as_int(value: Any, name: str) -> int:
     parsed as a decimal, so a large count never goes through a float)."""
     if isinstance(value, bool):
         raise UserError(f"{name}: {value!r} {_INT_EXAMPLE}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if value.is_integer():
+    if isinstance(value, numbers.Integral):  # numpy integers too: JSON (the hash) needs int
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if math.isfinite(value) and float(value).is_integer():
             return int(value)
         raise UserError(f"{name}: {value!r} {_INT_EXAMPLE}")
     if isinstance(value, str):
@@ -419,8 +420,10 @@ def _as_float(value: Any, name: str) -> float | int:
     YAML 1.1 float without a dot)."""
     if isinstance(value, bool):
         raise UserError(f"{name}: {value!r} {_FLOAT_EXAMPLE}")
-    if isinstance(value, (int, float)):
-        number = value
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    elif isinstance(value, numbers.Real):  # numpy floats too: JSON (the hash) needs float
+        number = float(value)
     elif isinstance(value, str):
         try:
             number = float(value.strip())
