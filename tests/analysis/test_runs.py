@@ -68,18 +68,20 @@ def test_table_has_one_row_per_evaluated_checkpoint(store):
 
 
 def test_second_load_hits_the_cache_and_new_runs_invalidate_it(store, monkeypatch):
+    started = time.perf_counter()
     first = load_results(store, "sweep-a")
+    cold = time.perf_counter() - started
     assert first.cache == "miss" and first.runs_read == 27
 
     def no_history(*args, **kwargs):
         raise AssertionError("a cache hit must not read metric histories")
 
     with monkeypatch.context() as patch:
-        patch.setattr(tracking, "read_eval_history", no_history)
+        patch.setattr(tracking.StoreReader, "eval_history", no_history)
         started = time.perf_counter()
         second = load_results(store, "sweep-a")
         elapsed = time.perf_counter() - started
-        print(f"cold load of {first.runs_read} runs; cached load {elapsed:.2f} s")
+        print(f"cold load of {first.runs_read} runs {cold:.2f} s; cached load {elapsed:.2f} s")
     assert second.cache == "hit" and second.runs_read == 0
     pd.testing.assert_frame_equal(second.table, first.table)
     pd.testing.assert_frame_equal(second.runs, first.runs)
@@ -160,3 +162,28 @@ def test_analysis_never_imports_torch_or_ray():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_grid_absent_is_no_grid_but_an_unreadable_grid_is_an_error(store, tmp_path):
+    write_synthetic_sweep(store, "sweep-no-grid", (CLIP,), archs={"cpu-w32-l1": 1.0},
+                          samples_seen=(100_000,), log_grid=False)
+    assert load_results(store, "sweep-no-grid", cache=False).grid is None
+    (tmp_path / "grid.json").write_text("{truncated")
+    assert tracking.find_sweep_parent(store, "sweep-no-grid").log_artifact(tmp_path / "grid.json")
+    with pytest.raises(ValueError):  # not "no grid": the report would call every cell missing
+        load_results(store, "sweep-no-grid", cache=False)
+
+
+def test_runs_logged_before_eval_steps_take_their_steps_from_the_history(store):
+    sweep = tracking.start_sweep_parent(store, "sweep-legacy")
+    cell = synthetic_cell(CLIP, "cpu-w32-l1", 300_000)
+    with tracking.open_cell_run(cell, sweep=sweep, flush_interval_s=3600) as run:
+        run.log_compute(1.0, 300_000)
+        run.log_eval("zeroshot", {"acc1": 0.3}, 300_000)
+    MlflowClient(store).delete_tag(run.run_id, tracking.TAG_EVAL_STEPS)  # as an older vlscale
+    record = tracking.find_cell_run(store, cell.cell_hash, sweep_id="sweep-legacy")
+    assert record.eval_steps is None
+    with pytest.raises(LookupError, match="read_eval_history"):
+        record.latest_eval()
+    table = load_runs(store, "sweep-legacy", cache=False)
+    assert list(table[C.SAMPLES_SEEN]) == [300_000.0] and list(table[C.VALUE]) == [0.3]

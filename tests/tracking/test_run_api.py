@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from vlscale import settings
 from vlscale.errors import UserError
 from vlscale import tracking
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, ResourceSpec, TrainSpec
+
+from helpers.ports import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -80,7 +81,7 @@ def test_sweep_cells_round_trip_through_the_store(store_uri, tmp_path):
     assert done.tags[tracking.TAG_ATTEMPTS] == "2"
     assert done.tags[tracking.TAG_CHECKPOINT] == f"runs:/{run.run_id}/checkpoint"
     assert done.metrics[tracking.METRIC_TOTAL_GFLOPS] == pytest.approx(1536.0)
-    assert done.metric_steps[tracking.METRIC_LOSS] == 960
+    assert done.eval_steps == {"fashion_mnist": 1024}
     assert done.latest_eval() == [tracking.EvalPoint("fashion_mnist", "acc1", 1024, 0.6)]
     assert done.heartbeat is not None and done.start_time <= done.heartbeat <= time.time()
 
@@ -126,7 +127,7 @@ def test_ledger_pages_and_classifies_runs(store_uri):
     records = tracking.list_cell_runs(store_uri, "ledger", page_size=1)
     assert len(records) == 4 and len({r.run_id for r in records}) == 4
     assert [r.state() for r in records] == ["finished"] * 3 + ["running"]
-    assert records[-1].state(now=time.time() + tracking.STALE_AFTER_S + 60) == tracking.STATE_STALE
+    assert records[-1].state(now=time.time() + tracking.STALE_AFTER_S + 60) == tracking.CellState.STALE
     MlflowClient(store_uri).set_terminated(alive.run_id, "KILLED")
     assert tracking.find_cell_run(store_uri, alive.cell_hash, sweep_id="ledger").state() \
         == "failed"
@@ -157,9 +158,7 @@ def test_embedded_store_keeps_artifacts_under_the_state_dir(tmp_path, monkeypatc
 
 
 def test_unreachable_or_unsupported_store_is_a_user_error():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     started = time.monotonic()
     with pytest.raises(UserError, match=rf"http://127.0.0.1:{port} \(connection refused\).*"
                                         "MLFLOW_TRACKING_URI"):

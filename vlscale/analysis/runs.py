@@ -16,8 +16,10 @@ running, runs that ended since the previous load (minus `CLOCK_SKEW_S`, for cloc
 nodes) and deleted runs. Unchanged runs are never read again, so a notebook re-run costs a few
 small queries. `refresh=True` rebuilds from scratch (e.g. after restoring a deleted run).
 
-`vlscale.tracking.runs` (and with it MLflow, ~1 s to import) is imported only by the
-functions that read a store: a table-only user never pays for it.
+The store is read only through the public API of `vlscale.tracking` (`tracking.StoreReader`),
+and every MLflow name comes from `vlscale.tracking.schema`, which imports no MLflow:
+`vlscale.tracking.runs` (and with it MLflow, ~1 s to import) is imported only by the functions
+that read a store, so a table-only user never pays for it.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from vlscale import settings
 from vlscale.analysis import columns as C
 from vlscale.analysis.table import load_table
 from vlscale.errors import UserError
+from vlscale.tracking import schema as S
 
 PROCEDURE = "procedure"
-"""Procedure name (the cell's `vlscale.procedure` tag): the default comparison group."""
+"""Procedure name (the cell's `TAG_PROCEDURE` tag): the default comparison group."""
 CELL_HASH, RUN_NAME, SWEEP_ID, STATUS = "cell_hash", "run_name", "sweep_id", "status"
 RUN_SAMPLES_SEEN = "run_samples_seen"
 """The run's training length (`train.samples_seen`); `samples_seen` is the evaluated point's."""
@@ -60,7 +63,6 @@ RUNS_COLUMNS: tuple[str, ...] = (
     C.LR_SCHEDULER, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, TOTAL_GFLOPS, ACCELERATOR_HOURS,
     WALL_TIME_S, STATUS, "n_eval_points", "error", "start_time", "end_time", "fingerprint")
 CACHE_VERSION = 1
-PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CLOCK_SKEW_S = 900.0
 HISTORY_THREADS = 8
 """Parallel metric-history reads: they are round trips, which a tracking server serves in
@@ -106,17 +108,17 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
                  refresh: bool = False) -> SweepResults:
     """`load_runs` plus one row per run and the sweep's declared grid (see `SweepResults`)."""
     from vlscale import tracking
-    from vlscale.tracking import store as tracking_store
 
-    client, uri = tracking_store.connect(tracking_uri)
+    reader = tracking.StoreReader(tracking_uri)
+    uri = reader.uri
     parent = None
     if sweep is not None:
-        parent = tracking.find_sweep_parent(uri, sweep, experiment_name=experiment)
+        parent = reader.find_sweep(sweep, experiment)
         if parent is None:
-            known = ", ".join(_sweep_ids(client, tracking_store.experiment_ids(client))[-12:])
+            known = ", ".join(reader.sweep_ids()[-12:])
             raise UserError(f"no sweep '{sweep}' in the tracking store {uri} (sweeps there: "
                             f"{known or 'none'}); check the id or pass --tracking-uri")
-    ids = tracking_store.experiment_ids(client, experiment)
+    ids = reader.experiment_ids(experiment)
     if experiment is not None and not ids:
         raise UserError(f"no MLflow experiment '{experiment}' in {uri}")
     started = time.time()
@@ -125,16 +127,15 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
                 "parent_run_id": parent.run_id if parent else None, "experiment_ids": ids}
     cached = _read_cache(path, identity) if cache and not refresh else None
     if cached is None:
-        records = tracking.list_cell_runs(uri, sweep, experiment_name=experiment)
+        records = reader.cell_runs(sweep, experiment)
         old_table, old_runs, gone = _empty(TABLE_COLUMNS), _empty(RUNS_COLUMNS), set()
     else:
         old_table, old_runs, checked_at = cached
-        since_ms = int((checked_at - CLOCK_SKEW_S) * 1000)
-        records = _changed_records(client, ids, sweep, since_ms)
-        gone = _deleted_run_ids(client, ids, sweep) & set(old_runs[C.RUN_ID])
+        records = reader.cell_runs(sweep, experiment, changed_since_s=checked_at - CLOCK_SKEW_S)
+        gone = reader.deleted_cell_run_ids(sweep, experiment) & set(old_runs[C.RUN_ID])
     known = dict(zip(old_runs[C.RUN_ID], old_runs["fingerprint"]))
     changed = [r for r in records if _fingerprint(r) != known.get(r.run_id)]
-    table_parts, run_rows = _build(uri, changed)
+    table_parts, run_rows = _build(reader, changed)
     drop = {r.run_id for r in changed} | gone
     table = _concat([old_table[~old_table[C.RUN_ID].isin(drop)], *table_parts], TABLE_COLUMNS)
     runs = _concat([old_runs[~old_runs[C.RUN_ID].isin(drop)], pd.DataFrame(run_rows)],
@@ -146,17 +147,16 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
                      tables=cached is None or bool(records or gone))
     state = "off" if not cache else ("miss" if cached is None else
                                      ("updated" if changed or gone else "hit"))
-    grid = _read_grid(client, parent.run_id) if parent else None
+    grid = _read_grid(reader, parent.run_id) if parent else None
     return SweepResults(table, runs, grid, uri, sweep, parent.experiment_id if parent else None,
                         parent.run_id if parent else None, state, len(changed))
 
 
 def list_sweeps(tracking_uri: str | None = None) -> list[str]:
     """The sweep ids in the store, oldest first (the notebook's default is the newest)."""
-    from vlscale.tracking import store as tracking_store
+    from vlscale import tracking
 
-    client, _ = tracking_store.connect(tracking_uri)
-    return _sweep_ids(client, tracking_store.experiment_ids(client))
+    return tracking.StoreReader(tracking_uri).sweep_ids()
 
 
 def read_source(source: str | Path | pd.DataFrame | SweepResults,
@@ -173,18 +173,18 @@ def read_source(source: str | Path | pd.DataFrame | SweepResults,
 
 # --- one run -> rows -----------------------------------------------------------------------------
 
-def _build(uri: str, records: list) -> tuple[list[pd.DataFrame], list[dict]]:
-    """Rows of each record; metric histories only for runs evaluated at several points."""
-    from vlscale import tracking
-
-    several = [r for r in records if r.latest_eval() and _several_eval_points(r.params)]
+def _build(reader, records: list) -> tuple[list[pd.DataFrame], list[dict]]:
+    """Rows of each record; metric histories only for runs evaluated at several points (or
+    logged before `TAG_EVAL_STEPS` existed, whose steps only the history has)."""
+    several = [r for r in records
+               if r.has_eval() and (r.eval_steps is None or _several_eval_points(r.params))]
     with ThreadPoolExecutor(HISTORY_THREADS) as pool:
         histories = dict(zip([r.run_id for r in several],
-                             pool.map(lambda r: tracking.read_eval_history(uri, r.run_id),
-                                      several)))
+                             pool.map(lambda r: reader.eval_history(r.run_id), several)))
     parts, runs = [], []
     for record in records:
-        points = histories.get(record.run_id, record.latest_eval())
+        points = (histories[record.run_id] if record.run_id in histories
+                  else record.latest_eval())
         run = _run_row(record, points)
         runs.append(run)
         if points:
@@ -212,20 +212,20 @@ def _run_row(record, points: list) -> dict[str, Any]:
     params, metrics = record.params, record.metrics
     model_type = params.get("model.model_type", "")
     dataset, schedule = params.get("data.name", ""), params.get("train.schedule", "")
-    gflops = _number(metrics.get("gflops_per_sample"))
+    gflops = _number(metrics.get(S.METRIC_GFLOPS_PER_SAMPLE))
     samples = _number(params.get("train.samples_seen"))
     return {
         C.RUN_ID: record.run_id, RUN_NAME: record.run_name, CELL_HASH: record.cell_hash,
         SWEEP_ID: record.sweep_id or "",
-        PROCEDURE: record.tags.get("vlscale.procedure") or f"{model_type}-{dataset}-{schedule}",
+        PROCEDURE: record.tags.get(S.TAG_PROCEDURE) or f"{model_type}-{dataset}-{schedule}",
         C.MODEL_TYPE: model_type, C.ARCH: params.get("model.arch", ""),
         C.PRETRAIN_DATASET: dataset, C.LR_SCHEDULER: schedule, C.SAMPLES_SEEN: samples,
         C.GFLOPS_PER_SAMPLE: gflops,
-        TOTAL_GFLOPS: _number(metrics.get("total_gflops", gflops * samples)),
-        ACCELERATOR_HOURS: _number(metrics.get("accelerator_hours")),
-        WALL_TIME_S: _number(metrics.get("wall_time_s")), STATUS: record.state(),
+        TOTAL_GFLOPS: _number(metrics.get(S.METRIC_TOTAL_GFLOPS, gflops * samples)),
+        ACCELERATOR_HOURS: _number(metrics.get(S.METRIC_ACCELERATOR_HOURS)),
+        WALL_TIME_S: _number(metrics.get(S.METRIC_WALL_TIME_S)), STATUS: record.state(),
         "n_eval_points": len({p.samples_seen for p in points}),
-        "error": record.tags.get("vlscale.error", ""),
+        "error": record.tags.get(S.TAG_ERROR, ""),
         "start_time": _number(record.start_time), "end_time": _number(record.end_time),
         "fingerprint": _fingerprint(record)}
 
@@ -252,7 +252,7 @@ def _eval_rows(record, run: dict[str, Any], points: list) -> pd.DataFrame:
 def _fingerprint(record) -> str:
     """Changes whenever a run logs anything (the heartbeat tag) or ends (status, end time)."""
     return (f"{record.end_time}|{record.mlflow_status}|{record.status}|{record.heartbeat}|"
-            f"{record.tags.get('vlscale.attempts', '')}")
+            f"{record.tags.get(S.TAG_ATTEMPTS, '')}")
 
 
 def _refresh_states(table: pd.DataFrame, runs: pd.DataFrame,
@@ -296,73 +296,16 @@ def _typed(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
-# --- store queries beyond `tracking.list_cell_runs` -------------------------------------------
+# --- the declared grid ---------------------------------------------------------------------------
 
-def _cell_query(sweep: str | None) -> str:
-    from vlscale import tracking
-
-    query = f"tags.`{tracking.TAG_KIND}` = '{tracking.KIND_CELL}'"
-    if sweep is not None:
-        query += f" AND tags.`{tracking.TAG_SWEEP_ID}` = {tracking.quote(sweep)}"
-    return query
-
-
-def _changed_records(client, ids: list[str], sweep: str | None, since_ms: int) -> list:
-    """Cell runs that may differ from the cache: running ones and those ended since `since_ms`.
-    (`tracking.record_from_run` is the ledger's own conversion; `list_cell_runs` has no filter.)"""
-    from vlscale import tracking
-    from vlscale.tracking.store import search_all_runs
-
-    found = {}
-    for clause in ("attributes.status = 'RUNNING'", f"attributes.end_time >= {since_ms}"):
-        for run in search_all_runs(client, ids, f"{_cell_query(sweep)} AND {clause}"):
-            found[run.info.run_id] = tracking.record_from_run(run)
-    return list(found.values())
-
-
-def _deleted_run_ids(client, ids: list[str], sweep: str | None) -> set[str]:
-    from mlflow.entities import ViewType
-
-    deleted, token = set(), None
-    while ids:
-        page = client.search_runs(ids, _cell_query(sweep), run_view_type=ViewType.DELETED_ONLY,
-                                  max_results=1000, page_token=token)
-        deleted |= {run.info.run_id for run in page}
-        token = page.token
-        if not token:
-            break
-    return deleted
-
-
-def _sweep_ids(client, ids: list[str]) -> list[str]:
-    from vlscale import tracking
-    from vlscale.tracking.store import search_all_runs
-
-    query = f"tags.`{tracking.TAG_KIND}` = '{tracking.KIND_SWEEP}'"
-    found = [run.data.tags.get(tracking.TAG_SWEEP_ID, "")
-             for run in search_all_runs(client, ids, query)]  # oldest first
-    return [sweep for sweep in dict.fromkeys(found) if sweep]
-
-
-def _read_grid(client, parent_run_id: str) -> pd.DataFrame | None:
-    """The cells the sweep declared (`grid.json` on its parent run), or None if not logged."""
-    from vlscale import tracking
-
-    quiet = PROGRESS_BAR_ENV not in os.environ
-    if quiet:  # MLflow draws a progress bar for every download, even of one small file
-        os.environ[PROGRESS_BAR_ENV] = "false"
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(parent_run_id, tracking.ARTIFACT_GRID, tmp)
-            cells = json.loads(Path(local).read_text())
-        except Exception:  # noqa: BLE001 - absent or unreadable: the report says "no grid"
-            return None
-        finally:
-            if quiet:
-                os.environ.pop(PROGRESS_BAR_ENV, None)
+def _read_grid(reader, parent_run_id: str) -> pd.DataFrame | None:
+    """The cells the sweep declared (`ARTIFACT_GRID` on its parent run, written from
+    `tracking.grid_manifest`), or None if the sweep never logged one. A store that fails to
+    answer is an error (`StoreReader.sweep_grid`), not "no grid"."""
+    cells = reader.sweep_grid(parent_run_id)
     rows = []
     for cell in cells if isinstance(cells, list) else []:
-        spec = cell.get("cell") or cell.get("spec") or cell
+        spec = cell.get("spec") or {}
         data, train = spec.get("data") or {}, spec.get("train") or {}
         rows.append({CELL_HASH: cell.get("cell_hash", ""), RUN_NAME: cell.get("run_name", ""),
                      PROCEDURE: cell.get("procedure", ""),

@@ -8,8 +8,10 @@ Layout in the store
 - One child run per grid cell (`TAG_KIND` = "cell", `TAG_CELL_HASH`, `TAG_SWEEP_ID`,
   `mlflow.parentRunId`), found again by (sweep id, cell hash): a retried or resumed cell reuses
   its run. `TAG_CELL_SPEC` holds the cell's JSON, so the grid can be rebuilt from MLflow alone.
-- `TAG_STATUS` (running / finished / failed) plus the MLflow run status; `TAG_HEARTBEAT` (unix
-  seconds, refreshed by every metric logged) lets a sweep call a silent "running" run stale.
+- `TAG_STATUS` (`CellState`: running / finished / failed) plus the MLflow run status;
+  `TAG_HEARTBEAT` (unix seconds, refreshed by every metric logged) lets a sweep call a silent
+  "running" run stale, and `TAG_OWNER` (host:pid:start of the training process) lets a sweep on
+  that host relaunch it at once when the process table says the owner died.
 - Params: `Cell.flat_params()`, `PARAM_CELL_HASH`, `PARAM_CODE_VERSION`, and the dataset
   description's scalar leaves as `dataset_info.*` (the whole description is `dataset.json`).
   Params are immutable, so what can change between attempts is not a param: the world-size
@@ -25,21 +27,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
+import socket
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlflow import MlflowClient
-from mlflow.entities import Run, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
+from mlflow.entities import Run, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from vlscale import settings
 from vlscale.tracking import store as tracking_store
+from vlscale.errors import UserError
 from vlscale.tracking.buffer import MetricBuffer, call_with_retry
+from vlscale.tracking.schema import (
+    ARTIFACT_CHECKPOINT_DIR, ARTIFACT_CURVES_DIR, ARTIFACT_DATASET, ARTIFACT_GRID,
+    DEFAULT_EXPERIMENT, KIND_CELL, KIND_SWEEP, METRIC_GFLOPS_PER_SAMPLE, METRIC_TOTAL_GFLOPS,
+    METRIC_WORLD_SIZE, PARAM_CELL_HASH, PARAM_CODE_VERSION, PARAM_DATASET_PREFIX, SPILL_DIR_NAME,
+    STALE_AFTER_S, TAG_ATTEMPTS, TAG_CELL_HASH, TAG_CELL_SPEC, TAG_CHECKPOINT, TAG_DRIVER,
+    TAG_ERROR, TAG_EVAL_STEPS, TAG_GIT_COMMIT, TAG_HEARTBEAT, TAG_KIND, TAG_OWNER,
+    TAG_PARAMS_CHANGED, TAG_PARENT_RUN_ID, TAG_PROCEDURE, TAG_STATUS, TAG_SWEEP_ID,
+    TAG_WORLD_SIZES, CellState, check_metric_name, default_experiment_name, eval_metric_name,
+    parse_eval_metric_name)
 from vlscale.tracking.store import (  # noqa: F401 - CODE_VERSION_ENV re-exported
     CODE_VERSION_ENV, connect, experiment_ids, flatten_scalars,
     get_or_create_experiment, log_new_params, metric_history, quote, read_parquet_artifact,
@@ -66,58 +79,9 @@ __all__ = [
     "upload_path",
     "write_parquet",
     "code_version",
-    "TAG_KIND",
-    "KIND_SWEEP",
-    "KIND_CELL",
-    "TAG_SWEEP_ID",
-    "TAG_CELL_HASH",
-    "TAG_CELL_SPEC",
-    "TAG_PROCEDURE",
-    "TAG_STATUS",
-    "STATUS_RUNNING",
-    "STATUS_FINISHED",
-    "STATUS_FAILED",
-    "STATE_STALE",
-    "TAG_HEARTBEAT",
-    "TAG_DRIVER",
-    "TAG_ATTEMPTS",
-    "TAG_WORLD_SIZES",
-    "TAG_CHECKPOINT",
-    "TAG_ERROR",
-    "TAG_PARAMS_CHANGED",
-    "TAG_PARENT_RUN_ID",
-    "TAG_GIT_COMMIT",
-    "PARAM_CELL_HASH",
-    "PARAM_CODE_VERSION",
-    "PARAM_DATASET_PREFIX",
-    "METRIC_SAMPLES_SEEN",
-    "METRIC_LOSS",
-    "METRIC_LR",
-    "METRIC_GRAD_NORM",
-    "METRIC_THROUGHPUT",
-    "METRIC_THROUGHPUT_PER_WORKER",
-    "METRIC_DATA_WAIT_FRACTION",
-    "METRIC_SKIPPED_RECORDS",
-    "METRIC_WORLD_SIZE",
-    "METRIC_GFLOPS_PER_SAMPLE",
-    "METRIC_TOTAL_GFLOPS",
-    "METRIC_WALL_TIME_S",
-    "METRIC_ACCELERATOR_HOURS",
-    "EVAL_PREFIX",
-    "ARTIFACT_CURVES_DIR",
-    "ARTIFACT_TRAIN_CURVES",
-    "ARTIFACT_CHECKPOINT_DIR",
-    "ARTIFACT_DATASET",
-    "ARTIFACT_GRID",
-    "ARTIFACT_REPORT_DIR",
-    "DEFAULT_EXPERIMENT",
-    "STALE_AFTER_S",
-    "SPILL_DIR_NAME",
-    "default_experiment_name",
-    "loss_metric_name",
-    "eval_metric_name",
-    "parse_eval_metric_name",
-    "check_metric_name",
+    "process_identity",
+    "process_alive",
+    "grid_manifest",
     "SweepRun",
     "start_sweep_parent",
     "find_sweep_parent",
@@ -131,101 +95,51 @@ __all__ = [
     "read_eval_history",
     "read_curves",
     "record_from_run",
+    "StoreReader",
 ]
 
 _logger = logging.getLogger(__name__)
-
-# --- tags -------------------------------------------------------------------------------------
-TAG_KIND = "vlscale.kind"
-KIND_SWEEP = "sweep"
-KIND_CELL = "cell"
-TAG_SWEEP_ID = "vlscale.sweep_id"
-TAG_CELL_HASH = "vlscale.cell_hash"
-TAG_CELL_SPEC = "vlscale.cell"
-TAG_PROCEDURE = "vlscale.procedure"
-TAG_STATUS = "vlscale.status"
-STATUS_RUNNING = "running"
-STATUS_FINISHED = "finished"
-STATUS_FAILED = "failed"
-STATE_STALE = "stale"
-"""`CellRunRecord.state` (never a tag) of a running cell whose heartbeat stopped."""
-TAG_HEARTBEAT = "vlscale.heartbeat"
-TAG_DRIVER = "vlscale.driver"
-"""On a sweep's parent run: the live sweep driver (host:pid:start); with the parent's heartbeat it
-tells a re-started driver whether the cells marked running still have a driver."""
-TAG_ATTEMPTS = "vlscale.attempts"
-TAG_WORLD_SIZES = "vlscale.world_sizes"
-TAG_CHECKPOINT = "vlscale.checkpoint"
-TAG_ERROR = "vlscale.error"
-TAG_PARAMS_CHANGED = "vlscale.params_changed"
-TAG_PARENT_RUN_ID = MLFLOW_PARENT_RUN_ID
-TAG_GIT_COMMIT = MLFLOW_GIT_COMMIT
-# --- params -----------------------------------------------------------------------------------
-PARAM_CELL_HASH = "cell_hash"
-PARAM_CODE_VERSION = "code_version"
-PARAM_DATASET_PREFIX = "dataset_info."
-# --- metrics (step = samples seen) -------------------------------------------------------------
-METRIC_SAMPLES_SEEN = "samples_seen"
-METRIC_LOSS = "train/loss"
-METRIC_LR = "train/lr"
-METRIC_GRAD_NORM = "train/grad_norm"
-METRIC_THROUGHPUT = "perf/samples_per_s"
-METRIC_THROUGHPUT_PER_WORKER = "perf/samples_per_s_per_worker"
-METRIC_DATA_WAIT_FRACTION = "perf/data_wait_fraction"
-METRIC_SKIPPED_RECORDS = "data/skipped_records"
-METRIC_WORLD_SIZE = "world_size"
-METRIC_GFLOPS_PER_SAMPLE = "gflops_per_sample"
-METRIC_TOTAL_GFLOPS = "total_gflops"
-METRIC_WALL_TIME_S = "wall_time_s"
-METRIC_ACCELERATOR_HOURS = "accelerator_hours"
-EVAL_PREFIX = "eval"
-# --- artifacts --------------------------------------------------------------------------------
-ARTIFACT_CURVES_DIR = "curves"
-ARTIFACT_TRAIN_CURVES = "curves/train.parquet"
-ARTIFACT_CHECKPOINT_DIR = "checkpoint"
-ARTIFACT_DATASET = "dataset.json"
-ARTIFACT_GRID = "grid.json"
-"""On a sweep's parent run: every cell the grid declares (hash, procedure, model type, arch,
-samples seen, GFLOPs per sample), so a reader can tell missing cells from MLflow alone."""
-ARTIFACT_REPORT_DIR = "report"
-"""On a sweep's parent run: the comparison report (report.html, plots, report.json)."""
-# --- defaults ---------------------------------------------------------------------------------
-DEFAULT_EXPERIMENT = "vlscale"
-"""Experiment of cells logged outside any sweep."""
-STALE_AFTER_S = 1800.0
-"""A "running" cell whose heartbeat is older than this is presumed dead."""
-SPILL_DIR_NAME = "unsent-metrics"
-
-_NAME_PART = re.compile(r"[^\w.\- ]")
-_VALID_KEY = re.compile(r"^[/\w.\- :]+$")
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
-def default_experiment_name(sweep_id: str) -> str:
-    return f"vlscale/{sweep_id}"
+def process_identity(pid: int | None = None) -> str:
+    """"host:pid:start" of a process (default: this one), start = its start time in unix seconds.
+
+    A pid alone is reused by the OS; with the start time it names one process for ever, so
+    `process_alive` can prove from the process table that the owner of a run is dead."""
+    import psutil
+
+    process = psutil.Process(pid or os.getpid())
+    return f"{socket.gethostname()}:{process.pid}:{int(process.create_time())}"
 
 
-def loss_metric_name(component: str) -> str:
-    """`train/loss_<component>`, e.g. "train/loss_contrastive", "train/loss_caption"."""
-    return f"{METRIC_LOSS}_{_NAME_PART.sub('_', component)}"
+def process_alive(identity: str) -> bool | None:
+    """Whether the process `identity` (from `process_identity`) still runs, from this host's
+    process table: False when it ran here and its pid is gone or now belongs to a process started
+    at another time (provably dead), True when it runs, None when that cannot be known here
+    (another host, or an identity that is not host:pid:start)."""
+    import psutil
+
+    host, _, rest = identity.partition(":")
+    pid_text, _, start_text = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or not start_text.isdigit():
+        return None
+    try:
+        started = psutil.Process(int(pid_text)).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    return abs(started - int(start_text)) < 2  # create_time is rounded in the identity
 
 
-def eval_metric_name(task: str, metric: str) -> str:
-    """`eval/<task>/<metric>` with characters MLflow refuses (and "/") replaced by "_"."""
-    return f"{EVAL_PREFIX}/{_NAME_PART.sub('_', task)}/{_NAME_PART.sub('_', metric)}"
-
-
-def parse_eval_metric_name(key: str) -> tuple[str, str] | None:
-    """(task, metric) of an `eval_metric_name` key, None for other metrics."""
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == EVAL_PREFIX else None
-
-
-def check_metric_name(key: str) -> None:
-    """Raise ValueError for a key MLflow would reject (a bug: better at the first step than
-    as a batch the server refuses later)."""
-    if not _VALID_KEY.match(key) or os.path.normpath(key) != key or key.startswith(("/", "..")):
-        raise ValueError(f"invalid MLflow metric name {key!r}: use letters, digits, '_', '-', "
-                         "'.', ' ', ':' and single '/' separators")
+def grid_manifest(cells: Sequence[Cell], gflops_per_sample: Mapping[str, float]) -> list[dict]:
+    """What `ARTIFACT_GRID` holds: one entry per declared cell (hash, run name, procedure, model
+    type, arch, samples seen, eval points, GFLOPs per sample by `cell.model.key`, and the cell's
+    `experiment_dict()` as "spec"), so readers tell missing cells from failed ones."""
+    return [{"cell_hash": c.cell_hash, "run_name": c.run_name, "procedure": c.procedure,
+             "model_type": c.model.model_type, "arch": c.model.arch,
+             "samples_seen": c.train.samples_seen, "eval_points": list(c.train.eval_points),
+             "gflops_per_sample": gflops_per_sample[c.model.key],
+             "spec": c.experiment_dict()} for c in cells]
 
 
 @dataclass(frozen=True)
@@ -237,7 +151,7 @@ class SweepRun:
     run_id: str
     experiment_id: str
 
-    def finish(self, status: str = STATUS_FINISHED, deadline_s: float = 60.0) -> bool:
+    def finish(self, status: CellState = CellState.FINISHED, deadline_s: float = 60.0) -> bool:
         """Mark the sweep finished or failed (tag and MLflow status); False if the store is down."""
         return _terminate(_client(self.tracking_uri), self.run_id, status, None, deadline_s)
 
@@ -254,12 +168,20 @@ class SweepRun:
         heartbeat = tags.get(TAG_HEARTBEAT)
         return tags.get(TAG_DRIVER), float(heartbeat) if heartbeat else None
 
+    def tags(self) -> dict[str, str]:
+        """The parent run's tags as the store has them now."""
+        return dict(MlflowClient(self.tracking_uri).get_run(self.run_id).data.tags)
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         client = MlflowClient(self.tracking_uri)
         client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_dict(self, values: Any, artifact_file: str) -> None:
         MlflowClient(self.tracking_uri).log_dict(self.run_id, values, artifact_file)
+
+    def log_grid(self, manifest: list[dict[str, Any]]) -> None:
+        """Store the declared cells (`grid_manifest`) as `ARTIFACT_GRID`."""
+        self.log_dict(manifest, ARTIFACT_GRID)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None,
                      deadline_s: float = 300.0) -> bool:
@@ -277,7 +199,7 @@ def start_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
     client, uri = connect(tracking_uri)
     name = experiment_name or default_experiment_name(sweep_id)
     existing = find_sweep_parent(uri, sweep_id)
-    now_tags = {TAG_STATUS: STATUS_RUNNING, TAG_HEARTBEAT: _now()} | dict(tags or {})
+    now_tags = {TAG_STATUS: CellState.RUNNING.value, TAG_HEARTBEAT: _now()} | dict(tags or {})
     if existing is not None:
         client.update_run(existing.run_id, status="RUNNING")
         _log_params_once(client, existing.run_id, params or {})
@@ -321,6 +243,7 @@ class CellRunLogger:
         """True when an earlier attempt created the run (a retry or an elastic restart)."""
         self.buffer = buffer
         self._world_sizes = [e for e in run.data.tags.get(TAG_WORLD_SIZES, "").split(",") if e]
+        self._eval_steps: dict[str, int] = json.loads(run.data.tags.get(TAG_EVAL_STEPS, "{}"))
         self._checked_keys: set[str] = set()
         self._last_heartbeat = 0.0
         self._finished: bool | None = None
@@ -337,9 +260,13 @@ class CellRunLogger:
         self.heartbeat()
 
     def log_eval(self, task: str, results: Mapping[str, float], samples_seen: int) -> None:
-        """Results of evaluating the checkpoint at `samples_seen` on `task`."""
-        self.log_metrics({eval_metric_name(task, k): v for k, v in results.items()},
-                         samples_seen)
+        """Results of evaluating the checkpoint at `samples_seen` on `task`; `TAG_EVAL_STEPS`
+        records that step, so a listing knows where each latest evaluation was made."""
+        names = {eval_metric_name(task, k): v for k, v in results.items()}
+        self.log_metrics(names, samples_seen)
+        stored_task = parse_eval_metric_name(next(iter(names)))[0] if names else task
+        self._eval_steps[stored_task] = samples_seen
+        self.buffer.set_tags({TAG_EVAL_STEPS: json.dumps(self._eval_steps, sort_keys=True)})
 
     def log_world_size(self, world_size: int, samples_seen: int) -> None:
         """Record the worker count a (re)started attempt trains with, from `samples_seen` on."""
@@ -396,7 +323,7 @@ class CellRunLogger:
         """Send everything buffered now; False if the server did not take it within timeout_s."""
         return self.buffer.flush(timeout_s)
 
-    def finish(self, status: str = STATUS_FINISHED, *, error: str | None = None,
+    def finish(self, status: CellState = CellState.FINISHED, *, error: str | None = None,
                timeout_s: float = 120.0) -> bool:
         """Flush, then set `TAG_STATUS` and the MLflow status (FINISHED / FAILED) together.
 
@@ -420,9 +347,9 @@ class CellRunLogger:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: Any) -> None:
         if exc is None:
-            self.finish(STATUS_FINISHED)
+            self.finish(CellState.FINISHED)
         else:
-            self.finish(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
+            self.finish(CellState.FAILED, error=f"{type(exc).__name__}: {exc}")
 
 
 def open_cell_run(cell: Cell, *, sweep: SweepRun | None = None, tracking_uri: str | None = None,
@@ -448,7 +375,8 @@ def open_cell_run(cell: Cell, *, sweep: SweepRun | None = None, tracking_uri: st
     version = code_version if code_version is not None else tracking_store.code_version()
     run = _find_cell_run(client, [experiment_id], cell.cell_hash,
                          sweep.sweep_id if sweep else None)
-    now_tags = {TAG_STATUS: STATUS_RUNNING, TAG_HEARTBEAT: _now()}
+    now_tags = {TAG_STATUS: CellState.RUNNING.value, TAG_HEARTBEAT: _now(),
+                TAG_OWNER: process_identity()}
     resumed = run is not None
     if run is None:
         tags = now_tags | {TAG_KIND: KIND_CELL, TAG_CELL_HASH: cell.cell_hash,
@@ -512,22 +440,38 @@ class CellRunRecord:
     params: dict[str, str]
     metrics: dict[str, float]
     """Latest value of every metric."""
-    metric_steps: dict[str, int]
-    """Step (samples seen) of each latest value."""
+    eval_steps: dict[str, int] | None
+    """`TAG_EVAL_STEPS`: samples seen of each task's latest evaluation (None for a run logged
+    before vlscale wrote that tag: read its `read_eval_history`)."""
     tags: dict[str, str]
 
-    def state(self, stale_after_s: float = STALE_AFTER_S, now: float | None = None) -> str:
-        """finished, failed, running, or `STATE_STALE` (running, but silent for stale_after_s).
+    def state(self, stale_after_s: float = STALE_AFTER_S,
+              now: float | None = None) -> CellState:
+        """finished, failed, running, or stale (running, but silent for stale_after_s).
 
         The status tag is written after the metrics are flushed, so "finished" means complete.
         A run MLflow ended without vlscale's tag (killed, or ended by other code) is "failed".
         """
-        if self.status == STATUS_FINISHED:
-            return STATUS_FINISHED
-        if self.status == STATUS_FAILED or self.mlflow_status != "RUNNING":
-            return STATUS_FAILED
-        last_sign = self.heartbeat or self.start_time or 0.0
-        return STATE_STALE if (now or time.time()) - last_sign > stale_after_s else STATUS_RUNNING
+        if self.status == CellState.FINISHED:
+            return CellState.FINISHED
+        if self.status == CellState.FAILED or self.mlflow_status != "RUNNING":
+            return CellState.FAILED
+        silent = (now or time.time()) - self.last_sign_of_life
+        return CellState.STALE if silent > stale_after_s else CellState.RUNNING
+
+    @property
+    def last_sign_of_life(self) -> float:
+        """Unix seconds of the last heartbeat (the start when none arrived)."""
+        return self.heartbeat or self.start_time or 0.0
+
+    @property
+    def owner(self) -> str | None:
+        """`TAG_OWNER`: the process (host:pid:start) that opened the run last."""
+        return self.tags.get(TAG_OWNER) or None
+
+    def has_eval(self) -> bool:
+        """Whether the run logged any evaluation."""
+        return any(parse_eval_metric_name(key) is not None for key in self.metrics)
 
     def cell_spec(self) -> dict[str, Any] | None:
         """The cell's `Cell.experiment_dict()` as logged in `TAG_CELL_SPEC`."""
@@ -536,11 +480,15 @@ class CellRunRecord:
 
     def latest_eval(self) -> list[EvalPoint]:
         """The latest evaluation of each task/metric (a constant-LR run has earlier ones too:
-        `read_eval_history`)."""
+        `read_eval_history`). Raises LookupError for a run without `TAG_EVAL_STEPS` (logged by an
+        older vlscale), whose steps only its metric history knows."""
         points = []
         for key, value in self.metrics.items():
             if (name := parse_eval_metric_name(key)) is not None:
-                points.append(EvalPoint(*name, self.metric_steps.get(key, 0), value))
+                if self.eval_steps is None or name[0] not in self.eval_steps:
+                    raise LookupError(f"run {self.run_id} has no {TAG_EVAL_STEPS} entry for "
+                                      f"{name[0]!r}; read its evaluations with read_eval_history")
+                points.append(EvalPoint(*name, self.eval_steps[name[0]], value))
         return sorted(points)
 
 
@@ -593,6 +541,7 @@ def record_from_run(run: Run) -> CellRunRecord:
     that search the store with their own filter."""
     tags = run.data.tags
     heartbeat = tags.get(TAG_HEARTBEAT)
+    eval_steps = tags.get(TAG_EVAL_STEPS)
     return CellRunRecord(
         run_id=run.info.run_id, run_name=run.info.run_name,
         experiment_id=run.info.experiment_id, cell_hash=tags.get(TAG_CELL_HASH, ""),
@@ -602,8 +551,7 @@ def record_from_run(run: Run) -> CellRunRecord:
         end_time=run.info.end_time / 1000 if run.info.end_time else None,
         heartbeat=float(heartbeat) if heartbeat else None,
         params=dict(run.data.params), metrics=dict(run.data.metrics),
-        # RunData keeps the latest Metric objects (with their steps) only in this attribute.
-        metric_steps={m.key: m.step for m in getattr(run.data, "_metric_objs", [])},
+        eval_steps=json.loads(eval_steps) if eval_steps else None,
         tags=dict(tags))
 
 
@@ -632,23 +580,25 @@ def _log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, Any
         client.set_tag(run_id, TAG_PARAMS_CHANGED, json.dumps(changed, sort_keys=True)[:8000])
 
 
-def _terminate(client: MlflowClient, run_id: str, status: str, error: str | None,
+def _terminate(client: MlflowClient, run_id: str, status: CellState, error: str | None,
                deadline_s: float) -> bool:
-    _check_status(status)
-    tags = [RunTag(TAG_STATUS, status), RunTag(TAG_HEARTBEAT, _now())]
+    status = _check_status(status)
+    tags = [RunTag(TAG_STATUS, status.value), RunTag(TAG_HEARTBEAT, _now())]
     if error:
         tags.append(RunTag(TAG_ERROR, error[:2000]))
 
     def terminate() -> None:
         client.log_batch(run_id, tags=tags)
-        client.set_terminated(run_id, "FINISHED" if status == STATUS_FINISHED else "FAILED")
+        client.set_terminated(run_id, "FINISHED" if status == CellState.FINISHED else "FAILED")
 
     return call_with_retry(terminate, deadline_s, f"marking run {run_id} {status}")[0]
 
 
-def _check_status(status: str) -> None:
-    if status not in (STATUS_FINISHED, STATUS_FAILED):
-        raise ValueError(f"status must be {STATUS_FINISHED!r} or {STATUS_FAILED!r}, got {status!r}")
+def _check_status(status: CellState | str) -> CellState:
+    """The final state a run may be given (a bug if it is anything else)."""
+    if status not in (CellState.FINISHED, CellState.FAILED):
+        raise ValueError(f"status must be CellState.FINISHED or CellState.FAILED, got {status!r}")
+    return CellState(status)
 
 
 def _client(tracking_uri: str) -> MlflowClient:
@@ -659,3 +609,101 @@ def _client(tracking_uri: str) -> MlflowClient:
 
 def _now() -> str:
     return f"{time.time():.3f}"
+
+
+class StoreReader:
+    """Read-only queries of one store for the analysis, over a single connection.
+
+    The analysis reads runs only through this class and the functions above, so the store's
+    layout (filters, tag names, artifact paths) stays in `vlscale.tracking`.
+    """
+
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.client, self.uri = connect(tracking_uri)
+
+    def experiment_ids(self, experiment_name: str | None = None) -> list[str]:
+        """[id of `experiment_name`] (empty when absent), or every active experiment."""
+        return experiment_ids(self.client, experiment_name)
+
+    def sweep_ids(self) -> list[str]:
+        """Sweep ids with a parent run in the store, oldest first."""
+        query = f"tags.`{TAG_KIND}` = '{KIND_SWEEP}'"
+        found = [run.data.tags.get(TAG_SWEEP_ID, "")
+                 for run in search_all_runs(self.client, self.experiment_ids(), query)]
+        return [sweep for sweep in dict.fromkeys(found) if sweep]
+
+    def find_sweep(self, sweep_id: str, experiment_name: str | None = None) -> SweepRun | None:
+        return find_sweep_parent(self.uri, sweep_id, experiment_name=experiment_name)
+
+    def cell_runs(self, sweep_id: str | None, experiment_name: str | None = None, *,
+                  changed_since_s: float | None = None) -> list[CellRunRecord]:
+        """Cell runs of the sweep (all sweeps: None); with `changed_since_s`, only those that can
+        have changed since then: still running, or ended at or after it."""
+        if changed_since_s is None:
+            return list_cell_runs(self.uri, sweep_id, experiment_name=experiment_name)
+        ids, query = self.experiment_ids(experiment_name), _cell_query(sweep_id)
+        found: dict[str, CellRunRecord] = {}
+        for clause in ("attributes.status = 'RUNNING'",
+                       f"attributes.end_time >= {int(changed_since_s * 1000)}"):
+            for run in search_all_runs(self.client, ids, f"{query} AND {clause}"):
+                found[run.info.run_id] = record_from_run(run)
+        return list(found.values())
+
+    def deleted_cell_run_ids(self, sweep_id: str | None,
+                             experiment_name: str | None = None) -> set[str]:
+        """Ids of the sweep's cell runs that were deleted (a cache must drop their rows)."""
+        ids, deleted, token = self.experiment_ids(experiment_name), set(), None
+        while ids:
+            page = self.client.search_runs(ids, _cell_query(sweep_id),
+                                           run_view_type=ViewType.DELETED_ONLY,
+                                           max_results=1000, page_token=token)
+            deleted |= {run.info.run_id for run in page}
+            token = page.token
+            if not token:
+                break
+        return deleted
+
+    def eval_history(self, run_id: str) -> list[EvalPoint]:
+        """Every evaluated checkpoint of a run (`read_eval_history` on this connection)."""
+        points = []
+        for key in self.client.get_run(run_id).data.metrics:
+            if (name := parse_eval_metric_name(key)) is not None:
+                points += [EvalPoint(*name, step, value)
+                           for step, value in metric_history(self.client, run_id, key)]
+        return sorted(points)
+
+    def sweep_grid(self, parent_run_id: str) -> list[dict[str, Any]] | None:
+        """The declared cells (`ARTIFACT_GRID`) of a sweep's parent run, or None when the sweep
+        never logged one. Any other failure (store down, unreadable file) is raised: a report
+        must not silently lose its missing cells."""
+        quiet = PROGRESS_BAR_ENV not in os.environ
+        if quiet:  # MLflow draws a progress bar for every download, even of one small file
+            os.environ[PROGRESS_BAR_ENV] = "false"
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(parent_run_id, ARTIFACT_GRID, tmp)
+            except MlflowException as error:
+                if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                    return None
+                raise UserError(f"cannot read {ARTIFACT_GRID} of run {parent_run_id} from "
+                                f"{self.uri}: {_first_line(error)}") from error
+            except FileNotFoundError:  # a local artifact store reports a missing file this way
+                return None
+            except OSError as error:
+                raise UserError(f"cannot read {ARTIFACT_GRID} of run {parent_run_id} from "
+                                f"{self.uri}: {_first_line(error)}") from error
+            finally:
+                if quiet:
+                    os.environ.pop(PROGRESS_BAR_ENV, None)
+            return json.loads(Path(local).read_text())
+
+
+def _cell_query(sweep_id: str | None) -> str:
+    query = f"tags.`{TAG_KIND}` = '{KIND_CELL}'"
+    if sweep_id is not None:
+        query += f" AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
+    return query
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

@@ -73,13 +73,13 @@ def test_failed_cell_is_retried_in_its_own_run(finished_sweep, shards):
     opts, _ = finished_sweep
     victim = cell_runs(opts, "tiny")[0]
     client = MlflowClient(opts.tracking_uri)
-    client.set_tag(victim.run_id, tracking.TAG_STATUS, tracking.STATUS_FAILED)
+    client.set_tag(victim.run_id, tracking.TAG_STATUS, tracking.CellState.FAILED.value)
     client.set_terminated(victim.run_id, "FAILED")
     outcome = run_sweep(tiny_grid(shards), opts)
     assert outcome.launched == 1
     retried = [r for r in cell_runs(opts, "tiny") if r.cell_hash == victim.cell_hash]
     assert len(retried) == 1 and retried[0].run_id == victim.run_id
-    assert retried[0].status == tracking.STATUS_FINISHED
+    assert retried[0].status == tracking.CellState.FINISHED
     assert retried[0].tags[tracking.TAG_ATTEMPTS] == "2"
 
 
@@ -96,7 +96,7 @@ def test_killed_driver_resumes_without_rerunning_finished_cells(shards, tmp_path
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             states = [r.state() for r in _safe_runs(opts)]
-            if states.count(tracking.STATUS_FINISHED) >= 2:
+            if states.count(tracking.CellState.FINISHED) >= 2:
                 break
             assert driver.poll() is None, "the driver ended before it was killed"
             time.sleep(1)
@@ -106,7 +106,7 @@ def test_killed_driver_resumes_without_rerunning_finished_cells(shards, tmp_path
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     before = {r.cell_hash: r for r in cell_runs(opts, "tiny")}
-    finished_before = {h for h, r in before.items() if r.state() == tracking.STATUS_FINISHED}
+    finished_before = {h for h, r in before.items() if r.state() == tracking.CellState.FINISHED}
     assert 2 <= len(finished_before) < 8
     # The restarted driver runs in a fresh process with its own embedded cluster.
     restart = subprocess.run(
@@ -116,7 +116,7 @@ def test_killed_driver_resumes_without_rerunning_finished_cells(shards, tmp_path
     assert restart.returncode == 0, restart.stderr[-3000:]
     after = cell_runs(opts, "tiny")
     assert len(after) == 8, "no duplicate MLflow runs, and the table is complete"
-    assert all(r.state() == tracking.STATUS_FINISHED for r in after)
+    assert all(r.state() == tracking.CellState.FINISHED for r in after)
     for run in after:
         if run.cell_hash in finished_before:
             assert run.tags[tracking.TAG_ATTEMPTS] == "1", "finished cells are not re-run"

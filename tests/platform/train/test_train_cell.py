@@ -53,7 +53,7 @@ def reference(ray_cluster, synth_shards, tmp_path_factory):
 @pytest.mark.timeout(600)
 def test_cell_on_two_workers_is_one_complete_mlflow_run(reference):
     record, curves = reference
-    assert record.status == tracking.STATUS_FINISHED and record.mlflow_status == "FINISHED"
+    assert record.status == tracking.CellState.FINISHED and record.mlflow_status == "FINISHED"
     assert record.params["model.model_type"] == "mammut"
     assert record.params["train.samples_seen"] == str(SAMPLES)
     assert record.params[tracking.PARAM_CELL_HASH] == record.cell_hash
@@ -67,7 +67,7 @@ def test_cell_on_two_workers_is_one_complete_mlflow_run(reference):
                 "eval/zeroshot/acc1", "eval/retrieval/image_to_text_r5", "eval/heldout/loss"):
         assert key in metrics, key
     assert metrics[tracking.METRIC_SAMPLES_SEEN] == SAMPLES
-    assert record.metric_steps["eval/zeroshot/acc1"] == SAMPLES
+    assert record.eval_steps["zeroshot"] == SAMPLES
     assert record.tags[tracking.TAG_WORLD_SIZES] == "2@0"
     assert record.tags[tracking.TAG_CHECKPOINT].startswith("runs:/")
     # Dense curves: one row per step, exactly SAMPLES samples, and the loss went down.
@@ -114,7 +114,7 @@ def test_killed_worker_resumes_from_checkpoint_with_same_result(reference, synth
         killer.join()
     assert killed, "the test never killed a worker"
     assert int(record.tags[tracking.TAG_ATTEMPTS]) >= 2
-    assert record.status == tracking.STATUS_FINISHED
+    assert record.status == tracking.CellState.FINISHED
     # Exactly the requested samples, no step replayed or skipped across the restart.
     assert list(curves["samples_seen"]) == list(range(BATCH, SAMPLES + 1, BATCH))
     reference_record, _ = reference

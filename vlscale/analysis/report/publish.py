@@ -1,9 +1,10 @@
 """Attach a sweep's report to its parent MLflow run, reachable from the run page in the UI.
 
 The files go to `ARTIFACT_REPORT_DIR` (the UI's artifact viewer renders the self-contained
-report.html inline). The run gets tags `vlscale.report` (the artifact path) and `vlscale.verdict`,
-and its description (the `mlflow.note.content` tag the UI shows on the run page) a section with a
-link to the report's artifact view and the verdicts; text the user wrote there is kept.
+report.html inline). The run gets tags `TAG_REPORT` (the artifact path) and `TAG_VERDICT`, and its
+description (`TAG_DESCRIPTION`, the tag the UI shows on the run page) a section with a link to the
+report's artifact view and the verdicts; text the user wrote there is kept. Every name comes from
+`vlscale.tracking.schema`; the store is reached only through `vlscale.tracking`'s public API.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-TAG_REPORT = "vlscale.report"
-TAG_VERDICT = "vlscale.verdict"
-TAG_DESCRIPTION = "mlflow.note.content"
+from vlscale.tracking.schema import ARTIFACT_REPORT_DIR, TAG_DESCRIPTION, TAG_REPORT, TAG_VERDICT
+
 BEGIN, END = "<!-- vlscale report -->", "<!-- /vlscale report -->"
 
 
@@ -33,14 +33,12 @@ def publish(tracking_uri: str, sweep_id: str, out_dir: Path, verdicts: list[str]
     """Upload `out_dir` to the sweep's parent run and link it; returns the report's artifact URI,
     or None when the upload failed (the report stays on disk)."""
     from vlscale import tracking
-    from vlscale.tracking.store import connect
 
     parent = tracking.find_sweep_parent(tracking_uri, sweep_id)
-    if parent is None or not parent.log_artifact(out_dir, tracking.ARTIFACT_REPORT_DIR):
+    if parent is None or not parent.log_artifact(out_dir, ARTIFACT_REPORT_DIR):
         return None
-    client, _ = connect(tracking_uri)
-    report_path = f"{tracking.ARTIFACT_REPORT_DIR}/report.html"
-    existing = client.get_run(parent.run_id).data.tags.get(TAG_DESCRIPTION, "")
+    report_path = f"{ARTIFACT_REPORT_DIR}/report.html"
+    existing = parent.tags().get(TAG_DESCRIPTION, "")
     parent.set_tags({
         TAG_DESCRIPTION: description(existing, parent.experiment_id, parent.run_id,
                                      report_path, verdicts),

@@ -10,11 +10,8 @@ trained.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -122,16 +119,12 @@ def write_synthetic_sweep(tracking_uri: str, sweep_id: str,
             else:
                 plan += [(synthetic_cell(procedure, arch, s), gflops, (s,)) for s in samples_seen]
         for index, (cell, gflops, points) in enumerate(plan):
-            grid.append({"cell_hash": cell.cell_hash, "run_name": cell.run_name,
-                         "procedure": cell.procedure, "model_type": cell.model.model_type,
-                         "arch": cell.model.arch, "samples_seen": cell.train.samples_seen,
-                         "eval_points": list(cell.train.eval_points),
-                         "gflops_per_sample": gflops, "spec": cell.experiment_dict()})
+            grid += tracking.grid_manifest([cell], {cell.model.key: gflops})
             position = len(plan) - index
             if position <= failed:
                 with tracking.open_cell_run(cell, sweep=sweep) as run:
                     run.log_compute(gflops, 0)
-                    run.finish(tracking.STATUS_FAILED, error="RuntimeError: synthetic failure")
+                    run.finish(tracking.CellState.FAILED, error="RuntimeError: synthetic failure")
                 continue
             if position <= failed + missing:
                 continue
@@ -146,9 +139,6 @@ def write_synthetic_sweep(tracking_uri: str, sweep_id: str,
                                  tracking.METRIC_ACCELERATOR_HOURS: gflops / 60.0},
                                 cell.train.samples_seen)
     if log_grid:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / tracking.ARTIFACT_GRID
-            path.write_text(json.dumps(grid))
-            sweep.log_artifact(path)
-    sweep.finish(tracking.STATUS_FAILED if failed or missing else tracking.STATUS_FINISHED)
+        sweep.log_grid(grid)
+    sweep.finish(tracking.CellState.FAILED if failed or missing else tracking.CellState.FINISHED)
     return sweep

@@ -4,15 +4,13 @@ Before launching, the ledger (`ledger.py`) reads the sweep's MLflow runs; only m
 and stale cells are launched, cheapest first. A single-worker cell trains inside its Tune trial's
 process (no Train worker group to start); an elastic or multi-worker cell drives a `TorchTrainer`
 from its trial (the Ray Train V2 + Tune pattern). The driver keeps a heartbeat on the sweep's
-parent run, so a re-started driver knows that cells marked running died with its predecessor.
+parent run (`lock.DriverLock`), so a re-started driver knows that cells marked running died with
+its predecessor.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +20,9 @@ from vlscale import settings
 from vlscale.errors import UserError
 from vlscale import tracking
 from vlscale.platform.sweep import ledger
+from vlscale.platform.sweep.lock import DriverLock
 from vlscale.platform.config import Cell, GridSpec, cell_from_dict
 from vlscale.platform.sweep.progress import SweepProgress
-
-DRIVER_FRESH_S = 60.0
-"""A driver whose heartbeat is younger than this is alive: a second driver refuses to start."""
-HEARTBEAT_EVERY_S = 10.0
 
 
 @dataclass
@@ -42,7 +37,6 @@ class SweepOptions:
     storage_path: str | None = None
     report: bool = True
     report_dir: str | None = None
-    dry_run: bool = False
 
 
 @dataclass
@@ -83,22 +77,11 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
 
     cells = validate_grid(grid)
     uri = settings.tracking_uri(options.tracking_uri)
-    if options.dry_run:
-        return SweepOutcome(read_ledger(grid, cells, options), launched=0)
     ensure_ray(options.address)
     sweep = tracking.start_sweep_parent(uri, grid.name, params=_grid_params(grid, cells))
-    driver = f"{socket.gethostname()}:{os.getpid()}:{int(_process_start())}"
-    previous, beat = sweep.driver_state()
-    if previous and previous != driver and driver_alive(previous, beat):
-        raise UserError(f"sweep {grid.name!r} is being run by another driver ({previous}, "
-                        f"alive {time.time() - beat:.0f} s ago); stop it or wait for it")
-    sweep.beat(driver)
-    sweep.log_dict(_grid_manifest(cells), tracking.ARTIFACT_GRID)
-    stop = threading.Event()
-    beater = threading.Thread(target=_keep_beating, args=(sweep, driver, stop), daemon=True)
-    beater.start()
-    try:
-        entries = read_ledger(grid, cells, options, driver_gone=bool(previous))
+    with DriverLock(sweep) as lock:
+        sweep.log_grid(tracking.grid_manifest(cells, architecture_gflops(cells)))
+        entries = read_ledger(grid, cells, options, driver_gone=bool(lock.previous))
         print(ledger.format_ledger(entries), flush=True)
         launch = ledger.to_launch(entries)
         progress = SweepProgress(entries, launch)
@@ -110,38 +93,8 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
         if options.report and (result := _report(grid, sweep, options)) is not None:
             outcome.report_path, outcome.verdicts = result.html, list(result.verdicts)
         complete = all(e.state == ledger.FINISHED for e in entries)
-        sweep.finish(tracking.STATUS_FINISHED if complete else tracking.STATUS_FAILED)
+        sweep.finish(tracking.CellState.FINISHED if complete else tracking.CellState.FAILED)
         return outcome
-    finally:
-        stop.set()
-        beater.join(timeout=5)
-        sweep.set_tags({tracking.TAG_DRIVER: ""})  # a clean exit: no driver owns the sweep
-
-
-def _process_start(pid: int | None = None) -> float:
-    import psutil
-
-    return psutil.Process(pid or os.getpid()).create_time()
-
-
-def driver_alive(driver: str, heartbeat: float | None) -> bool:
-    """Is the driver recorded on the parent run still running? On this host the process table
-    says so exactly (pid and start time); elsewhere a fresh heartbeat does."""
-    import psutil
-
-    host, _, rest = driver.partition(":")
-    pid_text, _, start_text = rest.partition(":")
-    if host == socket.gethostname() and pid_text.isdigit() and start_text.isdigit():
-        try:
-            return abs(_process_start(int(pid_text)) - int(start_text)) < 2
-        except psutil.NoSuchProcess:
-            return False
-    return bool(heartbeat) and time.time() - heartbeat < DRIVER_FRESH_S
-
-
-def _keep_beating(sweep: tracking.SweepRun, driver: str, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_EVERY_S):
-        sweep.beat(driver)
 
 
 def _grid_params(grid: GridSpec, cells: list[Cell]) -> dict[str, Any]:
@@ -150,15 +103,6 @@ def _grid_params(grid: GridSpec, cells: list[Cell]) -> dict[str, Any]:
             "grid.architectures": ",".join(grid.architectures),
             "grid.samples_seen": ",".join(str(s) for s in sorted(grid.samples_seen)),
             "grid.seeds": ",".join(str(s) for s in grid.seeds)}
-
-
-def _grid_manifest(cells: list[Cell]) -> list[dict[str, Any]]:
-    gflops = architecture_gflops(cells)
-    return [{"cell_hash": c.cell_hash, "run_name": c.run_name, "procedure": c.procedure,
-             "model_type": c.model.model_type, "arch": c.model.arch,
-             "samples_seen": c.train.samples_seen, "eval_points": list(c.train.eval_points),
-             "gflops_per_sample": gflops[c.model.key],
-             "spec": c.experiment_dict()} for c in cells]
 
 
 def trial_resources(cell: Cell) -> dict[str, float]:

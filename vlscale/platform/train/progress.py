@@ -119,7 +119,7 @@ class CellProgress:
         self.logger.log_curves(self.rows)
         if final_checkpoint is not None:
             self._log_final_checkpoint(final_checkpoint)
-        self.logger.finish(tracking.STATUS_FINISHED)
+        self.logger.finish(tracking.CellState.FINISHED)
 
     def _log_final_checkpoint(self, save) -> None:
         if self.profile.params_m <= UPLOAD_CHECKPOINT_MAX_PARAMS_M:
@@ -130,4 +130,4 @@ class CellProgress:
     def failed(self, error: BaseException) -> None:
         if self.logger is not None:
             self.logger.log_curves(self.rows)
-            self.logger.finish(tracking.STATUS_FAILED, error=f"{type(error).__name__}: {error}")
+            self.logger.finish(tracking.CellState.FAILED, error=f"{type(error).__name__}: {error}")

@@ -1,0 +1,146 @@
+"""Every name vlscale gives things in MLflow, and the states of a cell: the store's schema.
+
+No MLflow, torch or Ray import: the analysis reads these names without paying for MLflow, and a
+reader can tell from this one file what a store written by vlscale contains (the layout itself is
+described in `vlscale.tracking.runs`). Changing a value here changes what existing stores mean:
+tag, param, metric and artifact values are part of the on-disk format.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import Enum
+
+__all__ = [
+    "TAG_KIND", "KIND_SWEEP", "KIND_CELL", "TAG_SWEEP_ID", "TAG_CELL_HASH", "TAG_CELL_SPEC",
+    "TAG_PROCEDURE", "TAG_STATUS", "CellState", "TAG_HEARTBEAT", "TAG_DRIVER", "TAG_OWNER",
+    "TAG_ATTEMPTS", "TAG_WORLD_SIZES", "TAG_EVAL_STEPS", "TAG_CHECKPOINT", "TAG_ERROR",
+    "TAG_PARAMS_CHANGED", "TAG_REPORT", "TAG_VERDICT", "TAG_PARENT_RUN_ID", "TAG_GIT_COMMIT",
+    "TAG_DESCRIPTION", "PARAM_CELL_HASH", "PARAM_CODE_VERSION", "PARAM_DATASET_PREFIX",
+    "METRIC_SAMPLES_SEEN", "METRIC_LOSS", "METRIC_LR", "METRIC_GRAD_NORM", "METRIC_THROUGHPUT",
+    "METRIC_THROUGHPUT_PER_WORKER", "METRIC_DATA_WAIT_FRACTION", "METRIC_SKIPPED_RECORDS",
+    "METRIC_WORLD_SIZE", "METRIC_GFLOPS_PER_SAMPLE", "METRIC_TOTAL_GFLOPS", "METRIC_WALL_TIME_S",
+    "METRIC_ACCELERATOR_HOURS", "EVAL_PREFIX", "ARTIFACT_CURVES_DIR", "ARTIFACT_TRAIN_CURVES",
+    "ARTIFACT_CHECKPOINT_DIR", "ARTIFACT_DATASET", "ARTIFACT_GRID", "ARTIFACT_REPORT_DIR",
+    "DEFAULT_EXPERIMENT", "STALE_AFTER_S", "SPILL_DIR_NAME", "default_experiment_name",
+    "loss_metric_name", "eval_metric_name", "parse_eval_metric_name", "check_metric_name",
+]
+
+
+class CellState(str, Enum):
+    """State of a cell's run. The first three are `TAG_STATUS` values as stored; `STALE` is never
+    stored: it is a running run whose heartbeat stopped or whose owning process is gone."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STALE = "stale"
+
+    def __str__(self) -> str:  # the stored value, in f-strings, tables and parquet files alike
+        return self.value
+
+    __format__ = str.__format__
+
+
+# --- tags -------------------------------------------------------------------------------------
+TAG_KIND = "vlscale.kind"
+KIND_SWEEP = "sweep"
+KIND_CELL = "cell"
+TAG_SWEEP_ID = "vlscale.sweep_id"
+TAG_CELL_HASH = "vlscale.cell_hash"
+TAG_CELL_SPEC = "vlscale.cell"
+TAG_PROCEDURE = "vlscale.procedure"
+TAG_STATUS = "vlscale.status"
+"""`CellState.RUNNING` / `FINISHED` / `FAILED` (their values)."""
+TAG_HEARTBEAT = "vlscale.heartbeat"
+TAG_DRIVER = "vlscale.driver"
+"""On a sweep's parent run: the live sweep driver (host:pid:start); with the parent's heartbeat it
+tells a re-started driver whether the cells marked running still have a driver."""
+TAG_OWNER = "vlscale.owner"
+"""On a running cell: the process that trains it (host:pid:start, start = the process's start
+time in unix seconds), so a sweep on that host can tell from the process table that it died."""
+TAG_ATTEMPTS = "vlscale.attempts"
+TAG_WORLD_SIZES = "vlscale.world_sizes"
+TAG_EVAL_STEPS = "vlscale.eval_steps"
+"""JSON {task: samples seen of its latest evaluation}: the step of each latest `eval/...` value,
+which MLflow's public run listing does not return (only metric histories carry steps)."""
+TAG_CHECKPOINT = "vlscale.checkpoint"
+TAG_ERROR = "vlscale.error"
+TAG_PARAMS_CHANGED = "vlscale.params_changed"
+TAG_REPORT = "vlscale.report"
+"""On a sweep's parent run: the report's artifact path."""
+TAG_VERDICT = "vlscale.verdict"
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"
+"""MLflow's own tag (its UI nests child runs by it); equal to `MLFLOW_PARENT_RUN_ID`."""
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+"""MLflow's own tag; equal to `MLFLOW_GIT_COMMIT`."""
+TAG_DESCRIPTION = "mlflow.note.content"
+"""MLflow's own tag: the run description its UI shows; equal to `MLFLOW_RUN_NOTE`."""
+# --- params -----------------------------------------------------------------------------------
+PARAM_CELL_HASH = "cell_hash"
+PARAM_CODE_VERSION = "code_version"
+PARAM_DATASET_PREFIX = "dataset_info."
+# --- metrics (step = samples seen) -------------------------------------------------------------
+METRIC_SAMPLES_SEEN = "samples_seen"
+METRIC_LOSS = "train/loss"
+METRIC_LR = "train/lr"
+METRIC_GRAD_NORM = "train/grad_norm"
+METRIC_THROUGHPUT = "perf/samples_per_s"
+METRIC_THROUGHPUT_PER_WORKER = "perf/samples_per_s_per_worker"
+METRIC_DATA_WAIT_FRACTION = "perf/data_wait_fraction"
+METRIC_SKIPPED_RECORDS = "data/skipped_records"
+METRIC_WORLD_SIZE = "world_size"
+METRIC_GFLOPS_PER_SAMPLE = "gflops_per_sample"
+METRIC_TOTAL_GFLOPS = "total_gflops"
+METRIC_WALL_TIME_S = "wall_time_s"
+METRIC_ACCELERATOR_HOURS = "accelerator_hours"
+EVAL_PREFIX = "eval"
+# --- artifacts --------------------------------------------------------------------------------
+ARTIFACT_CURVES_DIR = "curves"
+ARTIFACT_TRAIN_CURVES = "curves/train.parquet"
+ARTIFACT_CHECKPOINT_DIR = "checkpoint"
+ARTIFACT_DATASET = "dataset.json"
+ARTIFACT_GRID = "grid.json"
+"""On a sweep's parent run: every cell the grid declares (`tracking.grid_manifest`), so a reader
+can tell missing cells from MLflow alone."""
+ARTIFACT_REPORT_DIR = "report"
+"""On a sweep's parent run: the comparison report (report.html, plots, report.json)."""
+# --- defaults ---------------------------------------------------------------------------------
+DEFAULT_EXPERIMENT = "vlscale"
+"""Experiment of cells logged outside any sweep."""
+STALE_AFTER_S = 1800.0
+"""A "running" cell whose heartbeat is older than this is presumed dead."""
+SPILL_DIR_NAME = "unsent-metrics"
+
+_NAME_PART = re.compile(r"[^\w.\- ]")
+_VALID_KEY = re.compile(r"^[/\w.\- :]+$")
+
+
+def default_experiment_name(sweep_id: str) -> str:
+    """"vlscale/<sweep_id>": re-runs and extensions of a sweep share one experiment."""
+    return f"vlscale/{sweep_id}"
+
+
+def loss_metric_name(component: str) -> str:
+    """`train/loss_<component>`, e.g. "train/loss_contrastive", "train/loss_caption"."""
+    return f"{METRIC_LOSS}_{_NAME_PART.sub('_', component)}"
+
+
+def eval_metric_name(task: str, metric: str) -> str:
+    """`eval/<task>/<metric>` with characters MLflow refuses (and "/") replaced by "_"."""
+    return f"{EVAL_PREFIX}/{_NAME_PART.sub('_', task)}/{_NAME_PART.sub('_', metric)}"
+
+
+def parse_eval_metric_name(key: str) -> tuple[str, str] | None:
+    """(task, metric) of an `eval_metric_name` key, None for other metrics."""
+    parts = key.split("/")
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == EVAL_PREFIX else None
+
+
+def check_metric_name(key: str) -> None:
+    """Raise ValueError for a key MLflow would reject (a bug: better at the first step than
+    as a batch the server refuses later)."""
+    if not _VALID_KEY.match(key) or os.path.normpath(key) != key or key.startswith(("/", "..")):
+        raise ValueError(f"invalid MLflow metric name {key!r}: use letters, digits, '_', '-', "
+                         "'.', ' ', ':' and single '/' separators")
