@@ -432,7 +432,7 @@ def _as_float(value: Any, name: str) -> float | int:
     else:
         raise UserError(f"{name}: {value!r} {_FLOAT_EXAMPLE}")
     if not math.isfinite(number):
-        raise UserError(f"{name}: {value!r} is not a finite number")
+        raise UserError(f"{name}: {value!r} must be a finite number")
     return number
 
 
