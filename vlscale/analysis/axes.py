@@ -86,6 +86,45 @@ def add_error(df: pd.DataFrame, mode: ErrorMode | None = None, value: str = C.VA
             raise UserError("the table has no 'metric' column to infer the error from: "
                             "pass --error 1-value or --error value")
         mode = error_mode_for(df[C.METRIC])
+    check_value_domain(df, mode, value)
     out = df.copy()
     out[column] = to_error(out[value], mode)
     return out, mode
+
+
+def check_value_domain(df: pd.DataFrame, mode: ErrorMode, value: str = C.VALUE) -> None:
+    """Refuse values that have no meaning as the chosen error: `1 - value` needs a fraction in
+    [0, 1] (a percentage would give a negative "error" and a fit of nonsense), a loss
+    (`--error value`) must not be negative. Checked per row so the message can count them."""
+    values = pd.to_numeric(df[value], errors="coerce").to_numpy(float)
+    name = _metric_name(df, value)
+    missing = ~np.isfinite(values)
+    if missing.any():
+        raise UserError(f"{name} has {int(missing.sum())} NaN, infinite or non-numeric "
+                        f"value(s) in column '{value}': fix or drop those rows, or exclude "
+                        "them with --where")
+    if mode == "1-value":
+        outside = (values < 0) | (values > 1)
+        if outside.any():
+            hint = ("is it in percent? divide the column by 100"
+                    if values.max() > 1 and values.max() <= 100 and values.min() >= 0
+                    else "fix or drop those rows")
+            raise UserError(f"{name} has {int(outside.sum())} value(s) outside [0, 1] (min "
+                            f"{values.min():g}, max {values.max():g}) but --error 1-value "
+                            f"needs a fraction: {hint}, exclude them with --where "
+                            f"'{value}<=1', or pass --error value if it is a loss")
+    elif mode == "value":
+        negative = values < 0
+        if negative.any():
+            raise UserError(f"{name} has {int(negative.sum())} negative value(s) (min "
+                            f"{values.min():g}) but --error value needs a loss >= 0: pass "
+                            "--error 1-value if it is an accuracy, or fix or drop those rows")
+
+
+def _metric_name(df: pd.DataFrame, value: str) -> str:
+    """How to name the values in a message: the metric(s) they measure, else the column."""
+    if C.METRIC in df.columns:
+        metrics = sorted(map(str, pd.unique(df[C.METRIC])))
+        if 0 < len(metrics) <= 3:
+            return f"metric {', '.join(metrics)}"
+    return f"column '{value}'"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from vlscale.analysis.fit import METHODS, fit_curve
 from vlscale.analysis.frontier import FRONTIER_METHODS
 from vlscale.analysis.holdout import holdout
 from vlscale.analysis.laws import LAWS
-from vlscale.analysis.plots import plot_fits
+from vlscale.analysis.plots import figure_paths, plot_fits
 from vlscale.analysis.summary import comparison_record, fit_record, format_text
 from vlscale.analysis.table import WHERE_HELP, load_table, parse_where, select
 from vlscale.errors import UserError
@@ -93,6 +97,148 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_fit)
 
 
+# --- output files: checked before any work, written whole or not at all -------------------------
+
+def existing_ancestor(path: Path) -> Path:
+    """The nearest ancestor of `path` (or `path` itself) that exists."""
+    current = path.absolute()
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def _check_folder(path: Path, option: str, folder: Path) -> None:
+    """`folder` (the nearest existing ancestor of `path`) must be a writable directory."""
+    if not folder.is_dir():
+        raise UserError(f"cannot write {option} {path}: {folder} is a file, not a folder; "
+                        "choose another location")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {option} {path}: folder {folder} is not writable; "
+                        "choose another location")
+
+
+def check_output_file(path: str | Path, option: str, inputs: Sequence[str | Path] = ()) -> Path:
+    """Refuse an output file that cannot be written, before any work is done: a directory, a
+    path under a file, a read-only folder or file, or one of the `inputs`. An existing regular
+    file is replaced (rerunning a command rewrites its result); missing folders are created."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give the name of a file (inside it "
+                        "or elsewhere)")
+    if path.exists():
+        if not path.is_file():
+            raise UserError(f"{option} {path} exists and is not a regular file: choose "
+                            "another name")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{option} {path} is read-only: make it writable or choose "
+                            "another name")
+        if any(Path(i).is_file() and path.samefile(i) for i in inputs):
+            raise UserError(f"{option} {path} is the input table: writing it would destroy "
+                            "the input; choose another name")
+    _check_folder(path, option, existing_ancestor(path.parent))
+    return path
+
+
+def check_output_dir(path: str | Path, option: str) -> Path:
+    """Refuse an output folder that cannot be written: an existing file, a path under a file, or
+    a read-only location (checked before any work; missing folders are created at the end)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder: give a folder name")
+    _check_folder(path, option, existing_ancestor(path))
+    return path
+
+
+def _write_error(path: Path, error: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {error.strerror or error}; nothing was written, "
+                     "free space or choose another location")
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on success it replaces `path` in one rename
+    (so a reader or an interrupted run never sees half a file), on any failure it is removed
+    and `path` is left as it was. An OSError while writing becomes a UserError."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                        suffix=".partial" + path.suffix)
+        os.close(handle)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have
+        # (or the replaced file's), so a result stays as readable as before
+        os.chmod(name, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
+    except OSError as error:
+        raise _write_error(path, error) from error
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except OSError as error:
+        raise _write_error(path, error) from error
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (`staged_file`)."""
+    with staged_file(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_figures_atomic(draw: Callable[[Path], list[Path]], path: str | Path) -> list[Path]:
+    """Call `draw(base)` to write a figure's files (PNG + PDF) under a temporary base name
+    beside `path`, then rename each onto `plots.figure_paths(path)`; on failure none is left."""
+    targets = figure_paths(path)
+    staged = []
+    try:
+        targets[0].parent.mkdir(parents=True, exist_ok=True)
+        base = Path(tempfile.mkdtemp(dir=targets[0].parent, prefix=f".{targets[0].stem}.",
+                                     suffix=".partial"))
+    except OSError as error:
+        raise _write_error(targets[0], error) from error
+    try:
+        staged = draw(base / "figure")
+        if [p.suffix for p in staged] != [p.suffix for p in targets]:
+            raise ValueError(f"the figure wrote {staged}, expected files for {targets}")
+        for source, target in zip(staged, targets):
+            os.replace(source, target)
+    except OSError as error:
+        raise _write_error(targets[0], error) from error
+    finally:
+        for leftover in base.iterdir():
+            leftover.unlink()
+        base.rmdir()
+    return targets
+
+
+# --- numeric options ---------------------------------------------------------------------------
+
+def check_positive(value: float | None, option: str, what: str) -> None:
+    """A compute-like option must be a finite positive number (None: not given)."""
+    if value is not None and not (np.isfinite(value) and value > 0):
+        raise UserError(f"{option} must be a finite positive number of {what}, got {value:g}")
+
+
+def check_common_options(args: argparse.Namespace) -> None:
+    """The numeric options `fit` and `report` share: bootstrap count, confidence, seed."""
+    if args.bootstrap < 0:
+        raise UserError(f"--bootstrap must be 0 (none) or a positive number of resamples, "
+                        f"got {args.bootstrap}")
+    if not 0 < args.confidence < 1:
+        raise UserError(f"--confidence must be between 0 and 1 (e.g. 0.95), got "
+                        f"{args.confidence:g}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
+
+
 def _check_numbers(table: pd.DataFrame, names: list[str], positive: list[str]) -> None:
     """The columns that become numbers must be numeric and finite in every selected row, and the
     compute columns positive (checked before cells are aggregated, so no bad run hides)."""
@@ -146,9 +292,25 @@ def _progress(label: str):
     return report
 
 
+def _check_fit_options(args: argparse.Namespace) -> None:
+    """Every numeric option and output path of `vlscale fit`, before the table is read."""
+    check_common_options(args)
+    for at in args.predict_at:
+        check_positive(at, "--predict-at", "GFLOPs")
+    check_positive(args.holdout_above, "--holdout-above", "GFLOPs")
+    limits.from_arguments(args)
+    if args.json:
+        check_output_file(args.json, "--json", [args.table])
+    if args.plot:
+        if Path(args.plot).is_dir():
+            raise UserError(f"--plot {args.plot} is a folder: give a file name such as "
+                            f"{Path(args.plot) / 'fit.png'} (a .png and a .pdf are written)")
+        for path in figure_paths(args.plot):
+            check_output_file(path, "--plot", [args.table])
+
+
 def run_fit(args: argparse.Namespace) -> int:
-    if args.bootstrap < 0:
-        raise UserError("--bootstrap must be 0 or a positive number of resamples")
+    _check_fit_options(args)
     table, mode = _prepare(args)
     fits, heldouts = [], []
     for label, rows in _groups(table, args.group):
@@ -176,11 +338,11 @@ def run_fit(args: argparse.Namespace) -> int:
         document["comparison"] = comparison_record(comparison)
     print(format_text(records, document.get("comparison")))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(document, indent=2) + "\n")
     if args.plot:
-        paths = plot_fits(fits, args.plot, heldout=heldouts, comparison=comparison,
-                          extend_to=max(args.predict_at, default=None),
-                          y_label=f"Error ({mode})")
+        paths = write_figures_atomic(
+            lambda base: plot_fits(fits, base, heldout=heldouts, comparison=comparison,
+                                   extend_to=max(args.predict_at, default=None),
+                                   y_label=f"Error ({mode})"), args.plot)
         print(f"wrote {', '.join(map(str, paths))}")
     return 0

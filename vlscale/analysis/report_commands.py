@@ -7,6 +7,10 @@ in the tracking store (`--tracking-uri`, else `$MLFLOW_TRACKING_URI`, else the e
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from vlscale.analysis import limits
@@ -106,28 +110,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    if args.bootstrap < 0:
-        raise UserError("--bootstrap must be 0 or a positive number of resamples")
-    if not 0 < args.confidence < 1:
-        raise UserError(f"--confidence must be between 0 and 1, got {args.confidence}")
-    if args.target_compute is not None and args.target_compute <= 0:
-        raise UserError("--target-compute must be a positive number of GFLOPs")
+    """Every numeric option and the output folder of `vlscale report`, before any work."""
+    from vlscale.analysis.commands import check_common_options, check_output_dir, check_positive
+
+    check_common_options(args)
+    check_positive(args.target_compute, "--target-compute", "GFLOPs")
+    limits.from_arguments(args)
+    check_output_dir(args.out, "--out")
+
+
+def _move_into(staging: Path, out: Path) -> None:
+    """Move every file of a finished report from `staging` into `out` (files of the same name
+    are replaced: a rerun rewrites its report; other files in `out` are left alone)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for item in sorted(staging.iterdir()):
+        os.replace(item, out / item.name)
+
+
+def _staging_folder(out: Path) -> Path:
+    """A hidden temporary folder on the same file system as `out` (inside it when it exists,
+    else in its nearest existing ancestor), so finished files move into `out` by rename."""
+    from vlscale.analysis.commands import existing_ancestor
+
+    return Path(tempfile.mkdtemp(dir=existing_ancestor(out), prefix=".vlscale-report.",
+                                 suffix=".partial"))
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from vlscale.analysis.report import write_report
     from vlscale.analysis.runs import read_source
 
     _check_options(args)
     where = parse_where(args.where)
     results = read_source(args.source, args.tracking_uri, experiment=args.experiment,
                           cache=not args.no_cache)
-    result = write_report(results, args.out, task=args.task, metric=args.metric,
-                          group=args.group, where=where, bootstrap=args.bootstrap,
-                          target_compute=args.target_compute, law=args.law,
-                          frontier=args.frontier, confidence=args.confidence, seed=args.seed,
-                          error=args.error, publish=not args.no_publish,
-                          limits=limits.from_arguments(args))
+    out = Path(args.out)
+    try:
+        staging = _staging_folder(out)
+    except OSError as error:
+        raise UserError(f"cannot write --out {out}: {error.strerror or error}; choose another "
+                        "location") from error
+    try:  # the report is built in `staging` and moved into --out only once it is complete
+        result = _report(args, results, where, staging)
+        _move_into(staging, out)
+    except OSError as error:
+        raise UserError(f"cannot write the report to {out}: {error.strerror or error}; free "
+                        "space or choose another location") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result = replace(result, out_dir=out, html=out / result.html.name,
+                     json=out / result.json.name,
+                     figures=tuple(out / f.name for f in result.figures))
     print(result.verdict)
     print(f"wrote {result.html}, {result.json} and {len(result.figures)} figure files")
     if result.artifact_uri:
@@ -135,12 +167,27 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, results, where, out: Path):
+    """`write_report` with the command's options, into `out`."""
+    from vlscale.analysis.report import write_report
+
+    return write_report(results, out, task=args.task, metric=args.metric,
+                        group=args.group, where=where, bootstrap=args.bootstrap,
+                        target_compute=args.target_compute, law=args.law,
+                        frontier=args.frontier, confidence=args.confidence, seed=args.seed,
+                        error=args.error, publish=not args.no_publish,
+                        limits=limits.from_arguments(args))
+
+
 def _write(table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        table.to_csv(path, index=False)
-    else:
-        table.to_parquet(path, index=False)
+    """Write `table` as CSV or parquet (by suffix), whole or not at all."""
+    from vlscale.analysis.commands import staged_file
+
+    with staged_file(path) as temporary:
+        if path.suffix.lower() == ".csv":
+            table.to_csv(temporary, index=False)
+        else:
+            table.to_parquet(temporary, index=False)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -150,6 +197,13 @@ def run_export(args: argparse.Namespace) -> int:
     for target in filter(None, (out, args.runs and Path(args.runs))):
         if target.suffix.lower() not in (".parquet", ".csv"):
             raise UserError(f"cannot write '{target}': give a .parquet or .csv file name")
+    from vlscale.analysis.commands import check_output_file
+
+    check_output_file(out, "--out")
+    if args.runs:
+        check_output_file(args.runs, "--runs")
+        if Path(args.runs).absolute() == out.absolute():
+            raise UserError(f"--runs and --out are the same file ({out}): give two names")
     results = load_results(args.tracking_uri, args.sweep, experiment=args.experiment,
                            cache=not args.no_cache)
     if results.table.empty:

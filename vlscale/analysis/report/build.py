@@ -17,7 +17,7 @@ import pandas as pd
 
 from vlscale.analysis import columns as C
 from vlscale.analysis.allocation import frontier_allocation
-from vlscale.analysis.axes import add_compute, add_error
+from vlscale.analysis.axes import add_compute, add_error, check_value_domain
 from vlscale.analysis.cells import curve_points
 from vlscale.analysis.compare import compare
 from vlscale.analysis.fit import LawFit, fit_curve
@@ -80,6 +80,7 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
     fits: list[LawFit] = []
     records, cells_by_group = [], {}
     mode = error_mode(metric, options.error)
+    check_value_domain(rows, mode)  # per run, before cells are aggregated and NaNs hide
     noise_by_group: dict[str, Noise] = {}
     for label, part in rows.groupby(group, sort=True):
         label = str(label)
