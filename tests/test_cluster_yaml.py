@@ -53,3 +53,18 @@ def test_every_vlscale_command_named_exists(cluster):
     for command in commands:
         words = shlex.split(command.split("bin/vlscale ", 1)[1].split(">", 1)[0])
         parser.parse_args(words)  # raises SystemExit on an unknown command or flag
+
+
+def test_the_server_uri_resolves_to_an_installed_driver(cluster):
+    """SQLAlchemy picks the driver from the URI's scheme (2.1: psycopg 3 for postgresql://); the
+    driver must come with vlscale, not from a pip line in cluster.yaml that can name another."""
+    import tomllib
+
+    from sqlalchemy.engine import make_url
+
+    head = " ".join(cluster["head_setup_commands"])
+    uri = re.search(r"--backend-store-uri (\S+)", head).group(1)
+    make_url(uri).get_dialect().import_dbapi()  # ModuleNotFoundError when the driver is absent
+    pyproject = tomllib.loads((CLUSTER_YAML.parent / "pyproject.toml").read_text())
+    requires = " ".join(pyproject["project"]["dependencies"])
+    assert "psycopg[binary]" in requires and "psycopg2" not in head

@@ -1,4 +1,8 @@
-"""A real `mlflow server` goes away for 10 s in the middle of a cell: nothing is lost, nobody waits."""
+"""A real `mlflow server` goes away for 10 s in the middle of a cell: nothing is lost, nobody waits.
+
+`vlscale ui` / `vlscale server` as real subprocesses: a bad or busy port and a corrupt store are one
+error line and exit 2 with no file changed; the URL is announced only once the server answers, and
+a server that dies while starting is reported with its reason."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -19,15 +24,15 @@ from vlscale import tracking
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
 from vlscale.tracking.server import start_server
 
+from helpers.ports import free_port
+
 
 class LocalServer:
     """`mlflow server` on 127.0.0.1 over a SQLite store in a temporary folder; restartable on the
     same port and store."""
 
     def __init__(self, root: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.root = root
         self.process: subprocess.Popen | None = None
@@ -130,3 +135,141 @@ def test_a_ten_second_outage_loses_no_metric_and_never_blocks_training(server):
     assert len(tracking.read_curves(server.uri, run.run_id)) == len(rows)
     print(f"{len(logged)} metrics over {step} steps; caller latency max "
           f"{max(latencies) * 1e3:.2f} ms, median {statistics.median(latencies) * 1e6:.0f} us")
+
+
+VLSCALE = [sys.executable, "-m", "vlscale.cli"]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under root with its bytes: "no file changed" is this staying equal."""
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*"))
+            if path.is_file()}
+
+
+def vlscale(args: list[str], home: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """Run `vlscale ARGS` in its own process group (killed whatever happens) with home as its
+    state directory and working directory."""
+    env = {**os.environ, "VLSCALE_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen([*VLSCALE, *args], cwd=home, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, command: str, *parts: str) -> None:
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"vlscale {command}: error: "), lines
+    assert all(part in lines[0] for part in parts), lines
+    assert result.stdout == "", "nothing is announced"
+
+
+def server_args(home: Path, port: str) -> list[str]:
+    return ["server", "--backend-store-uri", f"sqlite:///{home / 'cluster.db'}",
+            "--artifacts-destination", str(home / "served"), "--port", port]
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("command, port, why", [
+    ("ui", "0", "from 1 to 65535, got 0"), ("ui", "70000", "from 1 to 65535, got 70000"),
+    ("ui", "abc", "a whole number from 1 to 65535, got 'abc'"),
+    ("server", "abc", "a whole number from 1 to 65535, got 'abc'")])
+def test_an_invalid_port_is_one_line(home, command, port, why):
+    args = ["ui", "--port", port] if command == "ui" else server_args(home, port)
+    assert_one_line_error(vlscale(args, home), command, f"--port must be {why}")
+    assert tree(home) == {}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("command", ["ui", "server"])
+def test_a_busy_port_is_one_line_that_names_a_free_one(home, command):
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        port = occupant.getsockname()[1]
+        args = ["ui", "--port", str(port)] if command == "ui" else server_args(home, str(port))
+        result = vlscale(args, home)
+    assert_one_line_error(result, command, f"port {port} on 127.0.0.1 is in use: pass --port ",
+                          "or stop the process using it")
+    suggested = int(result.stderr.split("pass --port ")[1].split()[0])
+    with socket.socket() as probe:  # the port it suggests is free
+        probe.bind(("127.0.0.1", suggested))
+    assert tree(home) == {}
+
+
+@pytest.fixture(scope="module")
+def truncated_store(tmp_path_factory) -> bytes:
+    """The first half of a real MLflow SQLite store (tables created, one sweep logged)."""
+    from vlscale import tracking
+
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    tracking.start_sweep_parent(f"sqlite:///{db}", "whole")
+    whole = db.read_bytes()
+    return whole[:len(whole) // 2]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("content, why, explicit", [
+    ("not-sqlite", "is not a usable SQLite database (file is not a database)", True),
+    ("truncated", "is not a usable SQLite database (database disk image is malformed)", False)])
+def test_a_corrupt_store_is_one_line_and_stays_untouched(home, request, content, why, explicit):
+    db = home / "mlflow.db"
+    db.write_bytes(b"PK\x03\x04 a zip file, not a database " * 100 if content == "not-sqlite"
+                   else request.getfixturevalue("truncated_store"))
+    before = tree(home)
+    args = ["ui", "--port", "1"]  # the store is checked first: the port is never reached
+    if explicit:
+        args += ["--tracking-uri", f"sqlite:///{db}"]
+    assert_one_line_error(vlscale(args, home), "ui", f"store '{db}' {why}",
+                          "restore it from a backup or pass another --tracking-uri")
+    assert tree(home) == before
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ui_announces_its_url_only_once_the_server_answers(home):
+    port = free_port()
+    env = {**os.environ, "VLSCALE_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen([*VLSCALE, "ui", "--port", str(port)], cwd=home, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    try:
+        line = process.stdout.readline()  # blocks until the announcement
+        assert line.startswith(f"MLflow UI on http://127.0.0.1:{port}  (store sqlite:///"), line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+    assert (home / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_server_that_dies_while_starting_is_reported_with_its_reason(home):
+    """A store URI that passes the checks but that mlflow cannot use: the server exits during
+    startup; vlscale says so with mlflow's own reason instead of announcing a dead URL."""
+    port = free_port()
+    result = vlscale(["server", "--backend-store-uri", "nosuchdb://host/store",
+                      "--artifacts-destination", str(home / "served"), "--port", str(port),
+                      "--workers", "1"], home)
+    assert_one_line_error(result, "server", "the MLflow server exited during startup (code 1): ",
+                          "unsupported URI 'nosuchdb://host/store'")
