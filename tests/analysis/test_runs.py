@@ -187,3 +187,30 @@ def test_runs_logged_before_eval_steps_take_their_steps_from_the_history(store):
         record.latest_eval()
     table = load_runs(store, "sweep-legacy", cache=False)
     assert list(table[C.SAMPLES_SEEN]) == [300_000.0] and list(table[C.VALUE]) == [0.3]
+
+
+def test_analysis_reaches_the_store_only_through_the_tracking_package():
+    """No `vlscale.tracking.store` / `.runs` reach-ins and no MLflow import in the analysis: the
+    store's layout stays in `vlscale.tracking` (its package API and `schema`)."""
+    import ast
+    from pathlib import Path
+
+    import vlscale.analysis
+
+    allowed = {"vlscale.tracking", "vlscale.tracking.schema"}
+    offenders = []
+    for path in Path(vlscale.analysis.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names
+                                         if node.module == "vlscale.tracking"]
+                names = names[1:] if node.module == "vlscale.tracking" else names
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("mlflow") or (name.startswith("vlscale.tracking")
+                                                 and name not in allowed):
+                    offenders.append(f"{path.name}:{node.lineno}: {name}")
+    assert offenders == []

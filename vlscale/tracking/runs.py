@@ -1,4 +1,5 @@
-"""Every MLflow name, tag and call of vlscale: how a sweep and its grid cells live in MLflow.
+"""Every MLflow call of vlscale: how a sweep and its grid cells live in MLflow (the names are in
+`vlscale.tracking.schema`).
 
 Layout in the store
 - One experiment per sweep family: `default_experiment_name(sweep_id)` = "vlscale/<sweep_id>",

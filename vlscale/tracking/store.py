@@ -1,6 +1,6 @@
-"""Connecting to an MLflow store and paging through it: the plumbing under `tracking.py`.
+"""Connecting to an MLflow store and paging through it: the plumbing under `tracking.runs`.
 
-Knows no vlscale tag or metric names (those live in `vlscale.tracking.runs`); it answers "is
+Knows no vlscale tag or metric names (those live in `vlscale.tracking.schema`); it answers "is
 the store there", "which experiment", "every run matching a filter", and moves parquet artifacts.
 """
 
