@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlscale.platform.data.importer import SOURCE_READ_ERRORS, unreadable
 from vlscale.platform.data.preprocess import open_image, row_usable
 from vlscale.platform.data.shards import ShardSet, open_shards
 from vlscale.platform.models.tokenizers import split_words
@@ -79,7 +80,10 @@ def check_shards(location: str | ShardSet, max_rows: int | None = None) -> Check
     for unit in range(len(shards.units)):
         if report.checked >= limit:
             break
-        raw = shards.read_unit(unit)
+        try:
+            raw = shards.read_unit(unit)
+        except SOURCE_READ_ERRORS as error:  # a damaged page: name the file, no traceback
+            raise unreadable(shards.files[shards.units[unit][0]].path, error) from error
         for row in range(min(len(raw.keys), limit - report.checked)):
             report.checked += 1
             caption = raw.captions[row]

@@ -6,6 +6,8 @@ import argparse
 import time
 from typing import Any
 
+OVERWRITE_HELP = ("replace the shards in a non-empty OUT, only once the new ones are complete "
+                  "(refused when OUT holds anything but shards and dataset.json)")
 LAYOUT_HELP = ("writes OUT/train (training shards), OUT/eval (held-out captioned shards) and "
                "OUT/zeroshot (labelled classification shards), each with its dataset.json")
 
@@ -59,7 +61,7 @@ def register(subparsers: Any) -> None:
     importer.add_argument("--no-verify", dest="verify", action="store_false",
                           help="do not decode every image (faster; bad images are then skipped "
                                "at training time, and resuming needs a counting pass)")
-    importer.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    importer.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     importer.set_defaults(func=_import)
 
     degrade = commands.add_parser(
@@ -73,7 +75,7 @@ def register(subparsers: Any) -> None:
     degrade.add_argument("--swap-captions", type=float, required=True, metavar="FRACTION",
                          help="fraction of rows (0..1) whose captions are rotated among them")
     degrade.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    degrade.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    degrade.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     degrade.set_defaults(func=_degrade)
 
     check = commands.add_parser(
@@ -89,7 +91,7 @@ def register(subparsers: Any) -> None:
 def _common_writer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="writer processes (default: the available CPUs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 def _summary(manifests: dict[str, dict[str, Any]], out: str, began: float) -> int:

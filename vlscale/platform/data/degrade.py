@@ -23,9 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlscale.errors import UserError
+from vlscale.platform.data.importer import SOURCE_READ_ERRORS, unreadable
+from vlscale.platform.data.output import check_output, staged_output
 from vlscale.platform.data.schema import write_manifest
-from vlscale.platform.data.shards import open_shards
-from vlscale.platform.data.writing import prepare_output, shard_rng
+from vlscale.platform.data.shards import ShardSet, open_shards
+from vlscale.platform.data.writing import shard_rng
 
 DEGRADE_SPLIT_TAG = 7
 """Separates the degrade stream from the writers' split streams for the same seed."""
@@ -42,13 +44,6 @@ def swapped_order(rows: int, swap_fraction: float, rng: np.random.Generator) -> 
     return order
 
 
-def _check_paths(source: Path, out: Path) -> None:
-    source, out = source.resolve(), out.resolve()
-    if out == source or source in out.parents or out in source.parents:
-        raise UserError(f"the output {out} is, contains or lies inside the source {source}; "
-                        "choose a separate output folder")
-
-
 def degrade_shards(source: str | Path, out: str | Path, *, swap_fraction: float, seed: int = 0,
                    overwrite: bool = False) -> dict[str, Any]:
     """Write OUT: SOURCE's shards with `swap_fraction` of each shard's captions swapped.
@@ -63,31 +58,48 @@ def degrade_shards(source: str | Path, out: str | Path, *, swap_fraction: float,
     if not shards.files:
         raise UserError(f"{source} holds no parquet shards; point at a shard folder such as "
                         "data/synth/train")
-    if "://" not in str(source):
-        _check_paths(Path(source), out)
-    prepare_output(out, overwrite)
-    written = []
-    for index, shard in enumerate(shards.files):
+    inputs = [] if "://" in str(source) else [Path(source)]
+    check_output(out, overwrite=overwrite, inputs=inputs)
+    for shard in shards.files:
         if shard.caption_column is None:
             raise UserError(f"{shard.path} has no caption column (txt, caption or text)")
+    with staged_output(out, overwrite=overwrite, inputs=inputs) as staging:
+        written = [_degrade_one(shards, index, staging, swap_fraction, seed)
+                   for index in range(len(shards.files))]
+        return _write_degraded_manifest(staging, shards, source, written, swap_fraction, seed)
+
+
+def _degrade_one(shards: ShardSet, index: int, out: Path, swap_fraction: float, seed: int
+                 ) -> tuple[str, int]:
+    """Write shard `index` of `shards` into `out` with its captions swapped; (name, rows)."""
+    shard = shards.files[index]
+    try:
         with shards.filesystem.open_input_file(shard.path) as handle:
             table = pq.read_table(handle)
-        order = swapped_order(table.num_rows, swap_fraction,
-                              shard_rng(seed, DEGRADE_SPLIT_TAG, index))
-        position = table.schema.get_field_index(shard.caption_column)
-        captions = table.column(position).take(pa.array(order))
-        table = table.set_column(position, table.schema.field(position), captions)
-        name = Path(shard.path).name
-        with pq.ParquetWriter(out / name, table.schema) as writer:
-            offset = 0
-            for rows in shard.row_group_rows:  # the source's row groups: the pipeline's units
-                writer.write_table(table.slice(offset, rows), row_group_size=max(rows, 1))
-                offset += rows
-        written.append((name, table.num_rows))
+    except SOURCE_READ_ERRORS as error:
+        raise unreadable(shard.path, error) from error
+    order = swapped_order(table.num_rows, swap_fraction,
+                          shard_rng(seed, DEGRADE_SPLIT_TAG, index))
+    position = table.schema.get_field_index(shard.caption_column)
+    captions = table.column(position).take(pa.array(order))
+    table = table.set_column(position, table.schema.field(position), captions)
+    name = Path(shard.path).name
+    with pq.ParquetWriter(out / name, table.schema) as writer:
+        offset = 0
+        for rows in shard.row_group_rows:  # the source's row groups: the pipeline's units
+            writer.write_table(table.slice(offset, rows), row_group_size=max(rows, 1))
+            offset += rows
+    return name, table.num_rows
+
+
+def _write_degraded_manifest(out: Path, shards: ShardSet, source: str | Path,
+                             written: list[tuple[str, int]], swap_fraction: float, seed: int
+                             ) -> dict[str, Any]:
     base = shards.manifest
     kept = {key: base[key] for key in ("vocabulary", "class_names", "templates", "task")
             if key in base}
-    parameters = {"source": str(source) if "://" in str(source) else str(Path(source).resolve()), "swap_fraction": swap_fraction,
+    parameters = {"source": str(source) if "://" in str(source) else str(Path(source).resolve()),
+                  "swap_fraction": swap_fraction,
                   "source_writer": base.get("writer"), "source_parameters": base.get("parameters")}
     return write_manifest(out, writer="degrade", split=base.get("split", "train"),
                           parameters=parameters, seed=seed, shards=written,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlscale.errors import UserError
+from vlscale.platform.data.output import check_output, staged_output
 from vlscale.platform.data.preprocess import open_image
 from vlscale.platform.data.schema import (
-    CAPTION_COLUMNS, IMAGE_COLUMNS, KEY_COLUMN, LABEL_COLUMN, META_COLUMN, STATUS_COLUMN,
-    STATUS_SUCCESS, ShardWriter, find_column, shard_schema, write_manifest)
-from vlscale.platform.data.writing import prepare_output
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    KEY_COLUMN,
+    LABEL_COLUMN,
+    META_COLUMN,
+    STATUS_COLUMN,
+    STATUS_SUCCESS,
+    ShardWriter,
+    find_column,
+    shard_schema,
+    write_manifest,
+)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 READ_BATCH_ROWS = 1000
@@ -58,8 +69,10 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
 def _tar_rows(path: Path) -> Iterator[dict[str, Any]]:
     """webdataset samples: consecutive members sharing a key (path up to the first dot)."""
     key, parts = None, {}
+    end = 0
     with tarfile.open(path, "r|*") as archive:
         for member in archive:
+            end = member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
             if not member.isfile():
                 continue
             directory, _, base = member.name.rpartition("/")
@@ -71,8 +84,25 @@ def _tar_rows(path: Path) -> Iterator[dict[str, Any]]:
             key = member_key
             handle = archive.extractfile(member)
             parts[extension.lower()] = handle.read() if handle else b""
+    _check_end_marker(path, end)
     if parts:
         yield _tar_sample(key, parts)
+
+
+def _check_end_marker(path: Path, end: int) -> None:
+    """Raise when an uncompressed tar lacks its end-of-archive marker (two zero blocks after the
+    last member): tarfile reads a tar cut at a block boundary as a shorter, valid one, which
+    would silently drop samples. Only for a plain (ustar) file, whose member offsets are file
+    offsets; a cut compressed tar fails in its decompressor instead."""
+    marker = 2 * tarfile.BLOCKSIZE
+    with open(path, "rb") as handle:
+        if handle.read(262)[257:262] != b"ustar":  # compressed (offsets are not file offsets)
+            return
+        handle.seek(end)
+        tail = handle.read(marker)
+    if len(tail) < marker or tail.strip(b"\0"):
+        raise tarfile.ReadError(f"no end-of-archive marker after byte {end}, the file was cut "
+                                "short")
 
 
 def _tar_sample(key: str | None, parts: dict[str, bytes]) -> dict[str, Any]:
@@ -104,35 +134,63 @@ def source_files(source: Path) -> list[Path]:
     return files
 
 
+def unreadable(path: Path | str, error: BaseException) -> UserError:
+    """The one-line error for a source file that cannot be read to its end."""
+    detail = " ".join(str(error).split()) or type(error).__name__
+    return UserError(f"{path} is corrupt or truncated ({detail}); re-download or rewrite it, or "
+                     "move it out of the folder, and run again")
+
+
+SOURCE_READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, pa.ArrowException)
+"""What reading a damaged parquet page, footer or tar member raises."""
+
+
+def _guarded(rows: Iterator[dict[str, Any]], path: Path) -> Iterator[dict[str, Any]]:
+    """`rows`, with a read error of the source file turned into a one-line UserError (errors
+    raised by the consumer between rows are not thrown in here, so they keep their traceback)."""
+    try:
+        yield from rows
+    except SOURCE_READ_ERRORS as error:
+        raise unreadable(path, error) from error
+
+
+def _source_rows(path: Path) -> Iterator[dict[str, Any]]:
+    return _guarded(_parquet_rows(path) if path.suffix == ".parquet" else _tar_rows(path), path)
+
+
 def import_shards(source: str | Path, out: str | Path, *, verify: bool = True,
                   overwrite: bool = False) -> dict[str, Any]:
-    """Convert every shard in `source`; returns the written manifest (with skip counts)."""
+    """Convert every shard in `source`; returns the written manifest (with skip counts).
+
+    OUT is replaced only once the import is complete (see output.py): a corrupt source file
+    found half-way leaves an existing OUT as it was.
+    """
     files = source_files(Path(source))
-    out = Path(out)
-    prepare_output(out, overwrite)
+    check_output(Path(out), overwrite=overwrite, inputs=[Path(source)])
     labelled = _first_has_label(files)
-    writer = ShardWriter(out, shard_schema(with_label=labelled))
-    skipped: Counter[str] = Counter()
-    for path in files:
-        rows = _parquet_rows(path) if path.suffix == ".parquet" else _tar_rows(path)
-        for number, row in enumerate(rows):
-            reason = _reject(row, verify)
-            if reason:
-                skipped[reason] += 1
-                continue
-            writer.add({"key": str(row["key"] if row["key"] is not None
-                                   else f"{path.stem}-{number:09d}"),
-                        "jpg": row["image"], "txt": row["caption"].strip(),
-                        "label": row["label"] if labelled else None,
-                        "meta": json.dumps(row["meta"], default=str, sort_keys=True)})
-    shards = writer.close()
-    if not shards:
-        raise UserError(f"no usable rows in {source} (skipped: {dict(skipped)}); nothing written")
-    return write_manifest(out, writer="import", split="train",
-                          parameters={"source": str(Path(source).resolve()),
-                                      "files": [p.name for p in files], "verify": verify},
-                          seed=None, shards=shards, image_size=None, verified=verify,
-                          skipped=dict(skipped))
+    with staged_output(out, overwrite=overwrite, inputs=[Path(source)]) as staging:
+        writer = ShardWriter(staging, shard_schema(with_label=labelled))
+        skipped: Counter[str] = Counter()
+        for path in files:
+            for number, row in enumerate(_source_rows(path)):
+                reason = _reject(row, verify)
+                if reason:
+                    skipped[reason] += 1
+                    continue
+                writer.add({"key": str(row["key"] if row["key"] is not None
+                                       else f"{path.stem}-{number:09d}"),
+                            "jpg": row["image"], "txt": row["caption"].strip(),
+                            "label": row["label"] if labelled else None,
+                            "meta": json.dumps(row["meta"], default=str, sort_keys=True)})
+        shards = writer.close()
+        if not shards:
+            raise UserError(f"no usable rows in {source} (skipped: {dict(skipped)}); nothing "
+                            "written")
+        return write_manifest(staging, writer="import", split="train",
+                              parameters={"source": str(Path(source).resolve()),
+                                          "files": [p.name for p in files], "verify": verify},
+                              seed=None, shards=shards, image_size=None, verified=verify,
+                              skipped=dict(skipped))
 
 
 def _reject(row: dict[str, Any], verify: bool) -> str | None:
@@ -150,5 +208,8 @@ def _reject(row: dict[str, Any], verify: bool) -> str | None:
 def _first_has_label(files: list[Path]) -> bool:
     first = files[0]
     if first.suffix == ".parquet":
-        return LABEL_COLUMN in pq.ParquetFile(first).schema_arrow.names
-    return any(row["label"] is not None for row, _ in zip(_tar_rows(first), range(1)))
+        try:
+            return LABEL_COLUMN in pq.ParquetFile(first).schema_arrow.names
+        except SOURCE_READ_ERRORS as error:
+            raise unreadable(first, error) from error
+    return any(row["label"] is not None for row, _ in zip(_source_rows(first), range(1)))
