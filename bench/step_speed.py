@@ -43,7 +43,8 @@ class CocaTask(nn.Module):
         super().__init__()
         config = model_config("clip", arch)
         text, vision = config["text_cfg"], config["vision_cfg"]
-        decoder = {key: text[key] for key in ("context_length", "vocab_size", "width", "heads", "layers")}
+        decoder = {key: text[key]
+                   for key in ("context_length", "vocab_size", "width", "heads", "layers")}
         self.model = CoCa(
             embed_dim=config["embed_dim"],
             text_cfg=text | {"embed_cls": True, "output_tokens": True},
@@ -102,7 +103,8 @@ def peak_flops(device: torch.device, override_tflops: float | None) -> float | N
 
 def bench_arch(arch: str, args, device: torch.device, peak: float | None) -> dict[str, float]:
     profile = model_profile("clip", arch)
-    batch = make_batch(args.batch, profile.image_size, profile.context_length, profile.vocab_size, device)
+    batch = make_batch(args.batch, profile.image_size, profile.context_length, profile.vocab_size,
+                       device)
     torch.manual_seed(0)
     tasks = {
         "clip": create_task(ModelSpec("clip", arch), device=device),
@@ -114,7 +116,8 @@ def bench_arch(arch: str, args, device: torch.device, peak: float | None) -> dic
         "mammut": model_profile("mammut", arch).gflops_true * 1e9,
         "coca": coca_forward_flops(arch, profile.image_size, profile.context_length),
     }
-    optimizers = {name: torch.optim.AdamW(task.parameters(), lr=1e-4) for name, task in tasks.items()}
+    optimizers = {name: torch.optim.AdamW(task.parameters(), lr=1e-4)
+                  for name, task in tasks.items()}
     for name, task in tasks.items():
         timed_steps(task, optimizers[name], batch, args.warmup, device)
     rounds = {name: [] for name in tasks}
@@ -132,13 +135,16 @@ def bench_arch(arch: str, args, device: torch.device, peak: float | None) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     parser.add_argument("--archs", default=None, help="comma-separated architectures "
                         "(default: the CPU ladder on CPU; ViT-S-32,ViT-B-32,ViT-B-16 on CUDA)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default: 32 CPU, 128 CUDA)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size (default: 32 CPU, 128 CUDA)")
     parser.add_argument("--steps", type=int, default=3, help="steps per timed round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median counts")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds; the median counts")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--peak-tflops", type=float, default=None,
@@ -153,9 +159,11 @@ def main() -> None:
         ["ViT-S-32", "ViT-B-32", "ViT-B-16"] if on_cuda else list_architectures("cpu"))
     args.batch = args.batch or (128 if on_cuda else 32)
     peak = peak_flops(device, args.peak_tflops)
-    where = torch.cuda.get_device_name(device) if on_cuda else f"CPU, {torch.get_num_threads()} threads"
+    where = (torch.cuda.get_device_name(device) if on_cuda
+             else f"CPU, {torch.get_num_threads()} threads")
     print(f"# step = forward + backward + AdamW; batch {args.batch}; {where}; "
-          f"{'bf16 autocast' if on_cuda else 'fp32'}; median of {args.rounds} rounds x {args.steps} steps")
+          f"{'bf16 autocast' if on_cuda else 'fp32'}; median of {args.rounds} rounds x "
+          f"{args.steps} steps")
     columns = ["clip", "mammut", "coca"]
     header = f"{'arch':<14}" + "".join(f"{name + ' samples/s':>20}" for name in columns)
     if peak:
@@ -163,7 +171,8 @@ def main() -> None:
     print(header + f"{'MaMMUT/CoCa':>13}")
     for arch in archs:
         result = bench_arch(arch, args, device, peak)
-        line = f"{arch:<14}" + "".join(f"{result[f'{name}_samples_per_s']:>20.1f}" for name in columns)
+        line = f"{arch:<14}" + "".join(f"{result[f'{name}_samples_per_s']:>20.1f}"
+                                       for name in columns)
         if peak:
             line += "".join(f"{result[f'{name}_mfu']:>12.1%}" for name in columns)
         print(line + f"{result['mammut_over_coca']:>13.2f}", flush=True)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "platform" / "sweep"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the `helpers` package
 
 
 def main() -> None:
@@ -26,11 +26,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, nargs=2, default=[2048, 4096])
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from sweep_grids import tiny_grid
-
     from vlscale import tracking
     from vlscale.platform.data.synth import write_synth
     from vlscale.platform.sweep.driver import SweepOptions, run_sweep
+
+    from helpers.grids import tiny_grid
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

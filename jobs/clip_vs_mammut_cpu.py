@@ -1,8 +1,8 @@
 """CLIP vs MaMMUT on the CPU ladder, the demo's small scaling study (`vlscale demo` runs it).
 
 Two sizes per model type on synthetic scenes, each trained once with a constant learning rate
-and evaluated at five samples-seen values (4k to 64k) through cool-down branches (the paper's cheaper
-schedule: one run gives a whole row of the grid). The metric is the paper's: zero-shot top-1
+and evaluated at five samples-seen values (4k to 64k) through cool-down branches (the paper's
+cheaper schedule: one run gives a whole row of the grid). The metric is the paper's: zero-shot top-1
 error, here on 80 colour x shape classes (chance: 1.25% top-1). The smaller size is repeated
 with a second seed to measure run-to-run noise, which the report prints beside the laws'
 held-out prediction error. About 12 minutes on a 2-core laptop.

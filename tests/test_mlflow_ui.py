@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -22,15 +21,11 @@ from vlscale.analysis.report.synthetic import write_synthetic_sweep
 from vlscale import tracking
 from vlscale.tracking.server import start_server
 
+from helpers.ports import free_port
+
 CHROMIUM = "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SWEEP = "ui-sweep"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get(url: str, data: dict | None = None, timeout: float = 30) -> bytes:
@@ -51,7 +46,7 @@ def server(tmp_path_factory):
     write_synthetic_sweep(uri, SWEEP, failed=1, missing=1)
     results = load_results(uri, SWEEP, cache=False)  # module scope: no per-test VLSCALE_HOME
     write_report(results, root / "report", bootstrap=50, progress=None)
-    port = _free_port()
+    port = free_port()
     with (root / "server.log").open("wb") as log:
         process = start_server(uri, str(root / "served-artifacts"), host="127.0.0.1", port=port,
                                workers=1, stdout=log, stderr=subprocess.STDOUT,

@@ -1,4 +1,5 @@
-"""Helpers that build small shard sets for the data tests."""
+"""Small real shard sets for the data tests: synthetic rows written with the real writer, with
+optional planted bad records."""
 
 from __future__ import annotations
 
@@ -71,3 +72,14 @@ def read_shards(directory: Path):
     import pyarrow.parquet as pq
 
     return pa.concat_tables(pq.read_table(path) for path in sorted(directory.glob("*.parquet")))
+
+
+def write_synth_set(root: Path, samples: int, *, seed: int, held_out: int) -> Path:
+    """A small real synthetic dataset under `root` (train/, eval/ and zeroshot/ with `held_out`
+    rows each, 32-pixel images) written in-process by one worker: what the training and sweep
+    tests train on."""
+    from vlscale.platform.data.synth import write_synth
+
+    write_synth(root, samples=samples, image_size=32, seed=seed, eval_samples=held_out,
+                zeroshot_samples=held_out, workers=1)
+    return root

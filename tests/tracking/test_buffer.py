@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -14,6 +13,8 @@ from mlflow.protos.databricks_pb2 import (
 from vlscale.tracking.buffer import (
     MAX_METRICS_PER_CALL, MetricBuffer, call_with_retry, is_transient)
 from vlscale.tracking.store import configure_http_client
+
+from helpers.ports import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,11 +35,8 @@ def run_id(store) -> str:
 @pytest.fixture
 def dead_client() -> MlflowClient:
     """A client whose server is down (a port nobody listens on): connection refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     configure_http_client()
-    return MlflowClient(f"http://127.0.0.1:{port}")
+    return MlflowClient(f"http://127.0.0.1:{free_port()}")
 
 
 def history(store: MlflowClient, run_id: str) -> set[tuple[str, int, float]]:

@@ -1,4 +1,4 @@
-"""Session-wide shard sets for the data tests (helpers live in shard_factory.py)."""
+"""Session-wide shard sets for the data tests (helpers live in tests/helpers/shards.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from shard_factory import bad_row, png_bytes, write_synth_shards
 
 from vlscale.platform.data.schema import shard_schema
+
+from helpers.shards import bad_row, png_bytes, write_synth_shards
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from shard_factory import read_shards
 
 from vlscale.errors import UserError
 from vlscale.platform.data.degrade import degrade_shards, swapped_order
 from vlscale.platform.data.shards import open_shards
+
+from helpers.shards import read_shards
 
 
 def _column(directory, name):

@@ -1,9 +1,10 @@
 """In-process evaluation batches (no Ray)."""
 
 import torch
-from shard_factory import is_bad
 
 from vlscale.platform.data import Preprocess, load_eval_batches, open_shards
+
+from helpers.shards import is_bad
 
 
 def test_eval_batches_are_the_first_usable_rows_in_fixed_batches(dirty_shards):

@@ -7,12 +7,13 @@ import tarfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from shard_factory import png_bytes, read_shards
 
 from vlscale.errors import UserError
 from vlscale.platform.data import open_shards
 from vlscale.platform.data.check import check_shards
 from vlscale.platform.data.importer import import_shards
+
+from helpers.shards import png_bytes, read_shards
 
 
 def _img2dataset_shard(path, offset=0):
@@ -86,7 +87,7 @@ def test_import_errors(tmp_path):
 
 
 def test_check_counts_every_kind_of_bad_row(dirty_shards):
-    from shard_factory import bad_row_count
+    from helpers.shards import bad_row_count
 
     report = check_shards(str(dirty_shards))
     assert report.rows == report.checked == 905 and report.shards == 6

@@ -6,10 +6,11 @@ import uuid
 import numpy as np
 import pytest
 import torch
-from shard_factory import DIRTY_BAD_ROWS, is_bad, write_synth_shards
 
 from vlscale.errors import UserError
 from vlscale.platform.data import Preprocess, WorkerBatches, open_shards
+
+from helpers.shards import DIRTY_BAD_ROWS, is_bad, write_synth_shards
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(240)]
 WINDOW_ROWS = 250  # two row groups per window in the test shard sets

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from shard_factory import png_bytes
 
 from vlscale.errors import UserError
 from vlscale.platform.data import OPENAI_MEAN, OPENAI_STD, Preprocess, open_shards
 from vlscale.platform.data.preprocess import decode_image, to_model_images
+
+from helpers.shards import png_bytes
 
 
 def _jpeg(size, seed=0) -> bytes:

@@ -4,10 +4,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shard_factory import png_bytes
 from vlscale.errors import UserError
 from vlscale.platform.data import open_shards
 from vlscale.platform.data.schema import ShardWriter, shard_schema, write_manifest
+
+from helpers.shards import png_bytes
 
 
 def test_writer_round_trip_rolls_shards_and_row_groups(tmp_path):

@@ -4,13 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
-from shard_factory import read_shards
 
 from vlscale.errors import UserError
 from vlscale.platform.data import open_shards
 from vlscale.platform.data.fashion import CLASS_NAMES, find_source, write_fashion
 from vlscale.platform.data.synth import class_names, vocabulary, write_synth
 from vlscale.platform.models.tokenizers import split_words
+
+from helpers.shards import read_shards
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(

@@ -1,36 +1,24 @@
 """Two real gloo processes: the gathered contrastive loss and the DDP gradients equal those of one
 process on the same global batch, for CLIP and MaMMUT."""
 
-import math
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from vlscale.platform.config import ModelSpec
 from vlscale.platform.models import create_task
+
+from helpers.distributed import reduction_rtol, rounding_tolerance, run_gloo
 
 ARCH = "cpu-w32-l1"
 GLOBAL_BATCH = 8
 WORLD_SIZE = 2
 MODEL_TYPES = ("clip", "mammut")
 CONTEXT_LENGTH = 32
-FLOAT32_EPS = torch.finfo(torch.float32).eps
-SAFETY = 8.0
-"""Headroom over the measured spread (at most ~1.5x the estimate below, on this ladder)."""
-LOSS_RTOL = SAFETY * math.sqrt(GLOBAL_BATCH * CONTEXT_LENGTH) * FLOAT32_EPS
-
-
-def rounding_tolerance(expected: torch.Tensor, terms: int) -> float:
-    """Absolute spread float32 leaves between two evaluations of the same gradient that add the
-    same `terms` per-sample/per-token contributions in another grouping (here: per rank, then
-    all-reduced): ~sqrt(terms) x eps x the tensor's magnitude, times a safety factor for the
-    layers the error passes through. A fixed atol fails on CPUs whose kernels round differently."""
-    return SAFETY * math.sqrt(terms) * FLOAT32_EPS * max(float(expected.abs().max()), 1e-30)
+TERMS = GLOBAL_BATCH * CONTEXT_LENGTH
+"""Per-sample / per-token contributions summed into one gradient entry, per rank and then
+all-reduced in the DDP run, all at once in the reference."""
+LOSS_RTOL = reduction_rtol(TERMS)
 
 
 def global_batch():
@@ -46,37 +34,25 @@ def new_task(model_type, rank=0, world_size=1):
     return create_task(ModelSpec(model_type, ARCH), rank=rank, world_size=world_size)
 
 
-def run_rank(rank, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
-    try:
-        images, texts = global_batch()
-        local = slice(rank * GLOBAL_BATCH // WORLD_SIZE, (rank + 1) * GLOBAL_BATCH // WORLD_SIZE)
-        results = {}
-        for model_type in MODEL_TYPES:
-            task = new_task(model_type, rank, WORLD_SIZE)
-            ddp_task = DistributedDataParallel(task)  # keep it alive through backward
-            losses = ddp_task(images[local], texts[local])
-            losses["loss"].backward()
-            results[model_type] = {
-                "losses": {name: value.item() for name, value in losses.items()},
-                "grads": {name: p.grad.clone() for name, p in task.named_parameters()},
-            }
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def run_rank(rank, out_dir):
+    images, texts = global_batch()
+    local = slice(rank * GLOBAL_BATCH // WORLD_SIZE, (rank + 1) * GLOBAL_BATCH // WORLD_SIZE)
+    results = {}
+    for model_type in MODEL_TYPES:
+        task = new_task(model_type, rank, WORLD_SIZE)
+        ddp_task = DistributedDataParallel(task)  # keep it alive through backward
+        losses = ddp_task(images[local], texts[local])
+        losses["loss"].backward()
+        results[model_type] = {
+            "losses": {name: value.item() for name, value in losses.items()},
+            "grads": {name: p.grad.clone() for name, p in task.named_parameters()},
+        }
+    torch.save(results, f"{out_dir}/rank{rank}.pt")
 
 
 @pytest.mark.timeout(180)
 def test_gathered_loss_and_ddp_gradients_match_one_process(tmp_path):
-    mp.spawn(run_rank, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    run_gloo(run_rank, WORLD_SIZE, str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
     images, texts = global_batch()
     for model_type in MODEL_TYPES:
@@ -89,9 +65,9 @@ def test_gathered_loss_and_ddp_gradients_match_one_process(tmp_path):
         if model_type == "mammut":
             mean_caption = sum(r["mammut"]["losses"]["caption_loss"] for r in ranks) / WORLD_SIZE
             assert mean_caption == pytest.approx(reference["caption_loss"].item(), rel=LOSS_RTOL)
-        terms = GLOBAL_BATCH * CONTEXT_LENGTH
         for name, p in task.named_parameters():
             for rank in ranks:
                 torch.testing.assert_close(rank[model_type]["grads"][name], p.grad, rtol=0,
-                                           atol=rounding_tolerance(p.grad, terms),
-                                           msg=lambda m, name=name: f"{model_type} {name}: {m}")
+                                           atol=rounding_tolerance(p.grad, TERMS),
+                                           msg=lambda m, name=name, kind=model_type:
+                                           f"{kind} {name}: {m}")

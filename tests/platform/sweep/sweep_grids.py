@@ -1,29 +1,16 @@
-"""A tiny grid for the sweep tests, importable by a driver subprocess."""
+"""The sweep driver of the kill test, as its own process: `python sweep_grids.py SHARDS URI
+STORAGE` runs `helpers.grids.tiny_grid` without a report."""
 
 from __future__ import annotations
 
-from vlscale.platform.config import (DataSpec, GridSpec, Procedure, ResourceSpec, SizeSettings)
+import sys
+from pathlib import Path
 
-
-def tiny_grid(shards: str, name: str = "tiny") -> GridSpec:
-    """2 procedures x 2 architectures x 2 samples-seen values = 8 small single-worker cells."""
-    data = DataSpec("synth", f"{shards}/train", f"{shards}/eval", f"{shards}/zeroshot",
-                    eval_samples=128)
-    return GridSpec(
-        name=name,
-        procedures=(Procedure("clip-synth", "clip", data),
-                    Procedure("mammut-synth", "mammut", data)),
-        architectures=("cpu-w32-l1", "cpu-w64-l2"), samples_seen=(512, 1024),
-        sizes={"cpu-w32-l1": SizeSettings(2e-3, 64, 128),
-               "cpu-w64-l2": SizeSettings(2e-3, 64, 128)},
-        resources=ResourceSpec(1, 1, cpus_per_worker=1.0, max_failures=1),
-        train_overrides={"eval_batch_size": 64, "checkpoint_every_samples": 256})
-
-
-if __name__ == "__main__":  # the driver process of the kill test
-    import sys
-
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the `helpers` package
     from vlscale.platform.sweep.driver import SweepOptions, run_sweep
+
+    from helpers.grids import tiny_grid
 
     shards, uri, storage = sys.argv[1:4]
     run_sweep(tiny_grid(shards), SweepOptions(tracking_uri=uri, storage_path=storage,

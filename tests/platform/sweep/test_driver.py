@@ -18,20 +18,16 @@ from vlscale.platform.sweep import ledger
 from vlscale.platform.config import DataSpec, GridSpec, Procedure, SizeSettings
 from vlscale.platform.sweep.driver import SweepOptions, read_ledger, run_sweep, validate_grid
 
-sys.path.insert(0, str(Path(__file__).parent))
-from sweep_grids import tiny_grid  # noqa: E402
+from helpers.grids import tiny_grid
+from helpers.shards import write_synth_set
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    from vlscale.platform.data.synth import write_synth
-
-    out = tmp_path_factory.mktemp("sweep-synth")
-    write_synth(out, samples=2048, image_size=32, seed=1, eval_samples=128,
-                zeroshot_samples=128, workers=1)
-    return str(out)
+    return str(write_synth_set(tmp_path_factory.mktemp("sweep-synth"), 2048, seed=1,
+                               held_out=128))
 
 
 def options(where: Path, **extra) -> SweepOptions:

@@ -3,14 +3,8 @@ batch at once and two real gloo workers (DDP) stepping it in two micro-batches e
 same losses and gradients, for CLIP and MaMMUT (captions of different lengths, so MaMMUT's token
 mean must be over the whole global batch, not per worker or per micro-batch)."""
 
-import math
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from vlscale.platform.config import ModelSpec, TrainSpec
@@ -18,25 +12,17 @@ from vlscale.platform.models import create_task
 from vlscale.platform.models.tokenizers import EOT_ID, SOT_ID
 from vlscale.platform.train.steps import Stepper, build_optimizer
 
+from helpers.distributed import reduction_rtol, rounding_tolerance, run_gloo
+
 ARCH = "cpu-w32-l1"
 GLOBAL_BATCH = 8
 CONTEXT_LENGTH = 32
 WORLD_SIZE = 2
 MICRO_BATCH = 2  # 4 rows per worker: 2 micro-batches each
 MODEL_TYPES = ("clip", "mammut")
-FLOAT32_EPS = torch.finfo(torch.float32).eps
 TERMS = GLOBAL_BATCH * CONTEXT_LENGTH
 """Contributions summed into one gradient entry (samples x positions)."""
-SAFETY = 8.0
-"""Headroom over the measured spread (at most ~1.5x the estimate, on this ladder)."""
-LOSS_RTOL = SAFETY * math.sqrt(TERMS) * FLOAT32_EPS
-
-
-def rounding_tolerance(expected: torch.Tensor) -> float:
-    """Absolute float32 spread between two groupings of the same `TERMS` contributions:
-    ~sqrt(TERMS) x eps x the tensor's magnitude, times a safety factor for the layers the
-    rounding error passes through."""
-    return SAFETY * math.sqrt(TERMS) * FLOAT32_EPS * max(float(expected.abs().max()), 1e-30)
+LOSS_RTOL = reduction_rtol(TERMS)
 
 
 def global_batch():
@@ -67,25 +53,13 @@ def accumulate(model_type, images, texts, micro_batch, rank=0, world_size=1, **t
     return losses, {name: p.grad.clone() for name, p in task.named_parameters()}
 
 
-def run_rank(rank, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
-    try:
-        images, texts = global_batch()
-        rows = slice(rank * GLOBAL_BATCH // WORLD_SIZE, (rank + 1) * GLOBAL_BATCH // WORLD_SIZE)
-        results = {model_type: accumulate(model_type, images[rows], texts[rows], MICRO_BATCH,
-                                          rank=rank, world_size=WORLD_SIZE)
-                   for model_type in MODEL_TYPES}
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def run_rank(rank, out_dir):
+    images, texts = global_batch()
+    rows = slice(rank * GLOBAL_BATCH // WORLD_SIZE, (rank + 1) * GLOBAL_BATCH // WORLD_SIZE)
+    results = {model_type: accumulate(model_type, images[rows], texts[rows], MICRO_BATCH,
+                                      rank=rank, world_size=WORLD_SIZE)
+               for model_type in MODEL_TYPES}
+    torch.save(results, f"{out_dir}/rank{rank}.pt")
 
 
 def assert_same_step(losses, grads, reference_losses, reference_grads, what):
@@ -94,13 +68,13 @@ def assert_same_step(losses, grads, reference_losses, reference_grads, what):
         assert losses[key] == pytest.approx(value, rel=LOSS_RTOL), (what, key)
     for name, expected in reference_grads.items():
         torch.testing.assert_close(grads[name], expected, rtol=0,
-                                   atol=rounding_tolerance(expected),
+                                   atol=rounding_tolerance(expected, TERMS),
                                    msg=lambda message, name=name: f"{what} {name}: {message}")
 
 
 @pytest.mark.timeout(240)
 def test_two_workers_two_micro_batches_equal_one_worker_one_batch(tmp_path):
-    mp.spawn(run_rank, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    run_gloo(run_rank, WORLD_SIZE, str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
     images, texts = global_batch()
     for model_type in MODEL_TYPES:

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vlscale.errors import UserError
-from vlscale.platform.data.coordinator import (
-    coordinator_name, get_or_create, rank_slice, release)
+from vlscale.platform.data.coordinator import coordinator_name, get_or_create, rank_slice, release
 from vlscale.platform.data.order import DEFAULT_WINDOW_ROWS
 from vlscale.platform.data.preprocess import Preprocess, to_model_images
 from vlscale.platform.data.shards import ShardSet, open_shards

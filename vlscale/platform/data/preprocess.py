@@ -59,7 +59,8 @@ class Preprocess:
                    context_length: int = 32, mean: Sequence[float] = OPENAI_MEAN,
                    std: Sequence[float] = OPENAI_STD) -> Preprocess:
         """A spec that takes the word vocabulary from the shard set's dataset.json."""
-        vocabulary = tuple(shards.vocabulary) if tokenizer == "words" and shards.vocabulary else None
+        vocabulary = (tuple(shards.vocabulary) if tokenizer == "words" and shards.vocabulary
+                      else None)
         spec = cls(image_size, tokenizer, context_length, vocabulary, tuple(mean), tuple(std))
         spec.build_tokenizer()  # fail now, on the driver, if the vocabulary is missing
         return spec

@@ -125,7 +125,8 @@ def run_probe(data: str, widths: list[int], depth: int, points: list[int], batch
         model = ProbeCLIP(width, depth, vocab_size, preprocess.context_length, patch=patch)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
         warmup = 20
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1, (s + 1) / warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s, warmup=warmup: min(1, (s + 1) / warmup))
         generator = torch.Generator().manual_seed(seed)
         seen, began = 0, time.perf_counter()
         for point in points:

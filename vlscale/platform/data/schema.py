@@ -70,7 +70,8 @@ class ShardWriter:
     """
 
     def __init__(self, directory: str | Path, schema: pa.Schema, *, first_index: int = 0,
-                 rows_per_shard: int = ROWS_PER_SHARD, rows_per_group: int = ROWS_PER_GROUP) -> None:
+                 rows_per_shard: int = ROWS_PER_SHARD,
+                 rows_per_group: int = ROWS_PER_GROUP) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema = schema

@@ -108,7 +108,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--report-dir", help="where the report goes (default: "
                                             ".vlscale/reports/<sweep>)")
     group.add_argument("--storage-path", help="Ray checkpoint storage (shared storage on a "
-                                              "cluster, e.g. s3://...; default .vlscale/ray_results)")
+                                              "cluster, e.g. s3://...; default "
+                                              ".vlscale/ray_results)")
 
 
 def run_job(job: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -15,6 +15,9 @@ import torch
 
 
 class TrainSession(Protocol):
+    """What the train loop needs from where it runs: its rank, the world size, its device, the
+    checkpoint to resume from and a way to report metrics (and a checkpoint) upwards."""
+
     rank: int
     world_size: int
     device: torch.device
@@ -22,11 +25,8 @@ class TrainSession(Protocol):
     def checkpoint_dir(self) -> Any:
         """A context manager giving the directory of the checkpoint to resume from, or None."""
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
-
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        """Hand one evaluation's metrics (and the checkpoint written with them) to Ray."""
 
 
 class RayTrainSession:
