@@ -5,11 +5,18 @@ Layout of a checkpoint directory (what `ray.train.report(checkpoint=...)` ships)
   optimizer.pt        optimizer state, loaded with `torch.load(weights_only=True)`
   rng.pt              torch CPU (and CUDA) RNG states, weights_only as well
   state.json          the loop's position: samples seen, step, branch progress, world sizes
+  manifest.json       name -> size in bytes of every file above, written last
+
+A checkpoint counts as complete only when its manifest parses and every file it lists has the
+listed size. Ray Train copies a reported checkpoint into storage file by file, in no fixed order,
+so a process killed mid-copy leaves a directory that holds some of the files (or a truncated one):
+the manifest tells it apart from one that was fully written, without reading the weights.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,7 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -40,7 +48,54 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module,
         rng["cuda"] = torch.cuda.get_rng_state()
     torch.save(rng, directory / RNG_FILE)
     (directory / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
+    sizes = {name: (directory / name).stat().st_size
+             for name in (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE)}
+    (directory / MANIFEST_FILE).write_text(json.dumps(sizes, sort_keys=True))
     return directory
+
+
+def is_complete(directory: str | Path) -> bool:
+    """True when every file the manifest lists exists with its listed size (see module doc).
+
+    A directory without a parsable manifest is incomplete: it was being copied when its writer
+    died (or predates manifests), and resuming from it would fail or load torn weights.
+    """
+    directory = Path(directory)
+    try:
+        sizes = json.loads((directory / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(sizes, dict) or STATE_FILE not in sizes:
+        return False
+    for name, size in sizes.items():
+        try:
+            if (directory / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    try:
+        read_state(directory)
+    except ValueError:
+        return False
+    return True
+
+
+def newest_complete_checkpoint(directories: Iterable[str | Path]) -> tuple[Path, int] | None:
+    """The complete checkpoint furthest along (most samples seen) and its position, or None.
+
+    Positions, not directory names or times, decide: every attempt of a cell reports its
+    checkpoints under its own Ray run directory, and a checkpoint being written when the process
+    was killed is skipped (`is_complete`), so the newest fully written one is chosen.
+    """
+    candidates = []
+    for directory in map(Path, directories):
+        if is_complete(directory):
+            state = read_state(directory)
+            candidates.append(((int(state["segment"]), int(state["samples"])), directory))
+    if not candidates:
+        return None
+    (_, samples), directory = max(candidates, key=lambda candidate: candidate[0])
+    return directory, samples
 
 
 def load_checkpoint(directory: str | Path, model: torch.nn.Module,
@@ -60,6 +115,7 @@ def load_checkpoint(directory: str | Path, model: torch.nn.Module,
 
 
 def read_state(directory: str | Path) -> dict[str, Any]:
+    """The loop state of a checkpoint (its position), without loading any tensor."""
     return json.loads((Path(directory) / STATE_FILE).read_text())
 
 
