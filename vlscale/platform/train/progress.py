@@ -1,8 +1,11 @@
 """What a cell reports while it trains: sparse MLflow metrics, dense curves, evals, final status.
 
 Only rank 0 builds a tracker (other ranks never touch MLflow). Dense per-step rows stay in memory
-and go up as one parquet artifact at the end; a resumed attempt first reads back the rows its
-predecessor uploaded at its last checkpoint, so the curve of a restarted cell is complete.
+and go up as one parquet artifact at every checkpoint and at the end; a resumed attempt first
+reads back the rows its predecessor uploaded (`previous_curve_rows`), so the curve of a restarted
+cell is complete. Only "no curve uploaded yet" counts as no rows: a store that cannot be read
+fails the attempt (Ray Train retries it) instead of letting it overwrite the curve with the new
+rows alone.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from vlscale.platform.train.segments import plan_segments, samples_processed
 from vlscale.platform.train.steps import StepResult
 
 log = logging.getLogger(__name__)
+CURVES_NAME = "train"
+CHECKPOINT_FLUSH_TIMEOUT_S = 30.0
+"""How long a checkpoint waits for buffered metrics to reach the store; past it, training goes on
+and the metrics stay buffered (spilled at the end if the store is still down)."""
 UPLOAD_CHECKPOINT_MAX_PARAMS_M = 200.0
 """Final checkpoints of models up to this size are uploaded to MLflow; bigger ones are pointed to
 where Ray Train stored them (shared storage on a cluster)."""
@@ -46,16 +53,8 @@ class CellProgress:
         self.logger.log_metrics({tracking.METRIC_GFLOPS_PER_SAMPLE: profile.gflops},
                                 state["samples"])
         if self.logger.resumed and state["samples"] > 0:
-            self.rows = self._previous_rows(state["samples"])
-
-    def _previous_rows(self, resumed_at: int) -> list[dict[str, Any]]:
-        try:
-            frame = tracking.read_curves(self.logger.tracking_uri, self.logger.run_id)
-        except Exception as error:  # no curves uploaded yet, or the store is down
-            log.info("no earlier curves to continue (%s)", error)
-            return []
-        frame = frame[frame["samples_seen"] <= resumed_at]
-        return frame.to_dict("records")
+            self.rows = previous_curve_rows(self.logger.client, self.logger.tracking_uri,
+                                            self.logger.run_id, state["samples"])
 
     def stepped(self, result: StepResult, *, lr: float, samples: int, segment: int,
                 cooldown: bool, step_seconds: float, wait_seconds: float, passes: int,
@@ -100,9 +99,14 @@ class CellProgress:
         print(f"[{self.cell.run_name}] eval at {samples} samples: {summary}", flush=True)
 
     def checkpointed(self, samples: int) -> None:
+        """Called before a checkpoint at `samples` is reported: store every metric and the curve
+        so far, since a resume from that checkpoint never replays the steps before it."""
         if self.logger is not None:
             self.logger.heartbeat()
-            self.logger.log_curves(self.rows)
+            if not self.logger.flush(CHECKPOINT_FLUSH_TIMEOUT_S):
+                log.warning("metrics up to %d samples are not stored yet (the tracking store is "
+                            "slow or down); they stay buffered", samples)
+            self.logger.log_curves(self.rows, CURVES_NAME)
 
     def finished(self, final_checkpoint=None) -> None:
         if self.logger is None:
@@ -116,7 +120,7 @@ class CellProgress:
             tracking.METRIC_WALL_TIME_S: wall,
             tracking.METRIC_ACCELERATOR_HOURS: wall * self.world_size * accelerators / 3600.0,
         }, self.cell.train.samples_seen)
-        self.logger.log_curves(self.rows)
+        self.logger.log_curves(self.rows, CURVES_NAME)
         if final_checkpoint is not None:
             self._log_final_checkpoint(final_checkpoint)
         self.logger.finish(tracking.CellState.FINISHED)
@@ -131,3 +135,39 @@ class CellProgress:
         if self.logger is not None:
             self.logger.log_curves(self.rows)
             self.logger.finish(tracking.CellState.FAILED, error=f"{type(error).__name__}: {error}")
+
+
+def previous_curve_rows(client, tracking_uri: str, run_id: str, resumed_at: int, *,
+                        deadline_s: float = 120.0) -> list[dict[str, Any]]:
+    """The curve rows up to `resumed_at` that an earlier attempt of the run uploaded.
+
+    [] only when the run has no curve artifact yet (the first checkpoint never uploaded one).
+    Any other failure (the store unreachable, a torn file) is retried until `deadline_s` and
+    then raised: continuing with [] would upload a curve of the new rows alone over the old one.
+    """
+    from vlscale.tracking.buffer import call_with_retry
+
+    wanted = f"{tracking.ARTIFACT_CURVES_DIR}/{CURVES_NAME}.parquet"
+    failures: list[BaseException] = []
+
+    def read():
+        try:
+            listed = {entry.path for entry in
+                      client.list_artifacts(run_id, tracking.ARTIFACT_CURVES_DIR)}
+            if wanted not in listed:
+                return None
+            return tracking.read_curves(tracking_uri, run_id, CURVES_NAME)
+        except Exception as error:
+            failures.append(error)
+            raise
+
+    ok, frame = call_with_retry(read, deadline_s, f"reading the curves of run {run_id}")
+    if not ok:
+        raise RuntimeError(f"cannot read the curves run {run_id} already uploaded "
+                           f"({failures[-1] if failures else 'unknown error'}); not continuing "
+                           "them, which would replace them with this attempt's rows only")
+    if frame is None:
+        log.info("run %s has no curves uploaded yet; the curve starts at %d samples", run_id,
+                 resumed_at)
+        return []
+    return frame[frame["samples_seen"] <= resumed_at].to_dict("records")
