@@ -45,3 +45,25 @@ def cluster_cpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("CPU", 0.0))
+
+
+def describe_shortfall(per_worker: dict[str, float], workers: int) -> str | None:
+    """What a group of `workers` workers needing `per_worker` each lacks on this cluster, as
+    "asks for ... but the cluster has ..." (None when it fits). A worker must fit on one node,
+    so the per-node maximum counts too. Uses `ray.cluster_resources()` and `ray.nodes()`."""
+    import ray
+
+    total = ray.cluster_resources()
+    biggest: dict[str, float] = {}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            for name, amount in node.get("Resources", {}).items():
+                biggest[name] = max(biggest.get(name, 0.0), float(amount))
+    asked = " + ".join(f"{amount:g} {name}" for name, amount in per_worker.items() if amount)
+    has = ", ".join(f"{float(total.get(name, 0.0)):g} {name}" for name in per_worker)
+    for name, amount in per_worker.items():
+        if amount and (float(total.get(name, 0.0)) < amount * workers
+                       or biggest.get(name, 0.0) < amount):
+            return (f"asks for {workers} worker(s) x {asked} but the cluster has {has} "
+                    f"(largest node: {biggest.get(name, 0.0):g} {name})")
+    return None

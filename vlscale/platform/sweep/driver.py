@@ -78,6 +78,10 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
     cells = validate_grid(grid)
     uri = settings.tracking_uri(options.tracking_uri)
     ensure_ray(options.address)
+    from vlscale.platform.train.runner import check_cluster_fits
+
+    for cell in cells:  # refuse resources the cluster lacks instead of waiting forever
+        check_cluster_fits(cell)
     sweep = tracking.start_sweep_parent(uri, grid.name, params=_grid_params(grid, cells))
     with DriverLock(sweep) as lock:
         sweep.log_grid(tracking.grid_manifest(cells, architecture_gflops(cells)))

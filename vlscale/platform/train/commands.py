@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,19 @@ def _run(args: argparse.Namespace) -> int:
                         "(--model-type, --arch, --data, --samples-seen, --global-batch, --lr)")
     cell = cell_from_dict(values)
     print(f"cell {cell.cell_hash}: {cell.run_name} ({cell.procedure or 'no procedure'})")
+    # A SIGTERM (a scheduler stopping the job) takes the same path as Ctrl-C: the cell's run is
+    # marked interrupted, and rerunning the command resumes from the newest checkpoint.
+    signal.signal(signal.SIGTERM, _interrupt)
     result = run_cell(cell, tracking_uri=args.tracking_uri, address=args.address,
-                      experiment=args.experiment)
+                      experiment=args.experiment, wait_for_resources=args.wait_for_resources)
     if result.error is not None:
         raise UserError(f"cell {cell.cell_hash} failed after retries: {result.error}")
     print(f"cell {cell.cell_hash} finished: {result.metrics}")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,4 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
                                               "$MLFLOW_TRACKING_URI, else the embedded store)")
     where.add_argument("--experiment", help="MLflow experiment (default: vlscale)")
+    where.add_argument("--wait-for-resources", action="store_true",
+                       help="on an autoscaling cluster, wait for nodes that can hold the workers "
+                            "(default: refuse a request the cluster cannot hold now)")
     parser.set_defaults(func=_run)

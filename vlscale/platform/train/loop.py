@@ -4,22 +4,32 @@ Every worker builds the same model from the cell's seed, takes its contiguous sl
 global batch from the data pipeline, and steps through the cell's segments (see `segments.py`).
 Positions are global samples seen, so a restart with another worker count resumes the same
 experiment: same samples, same LR at every sample. Rank 0 alone talks to MLflow and evaluates.
+
+Durability: before each checkpoint is reported, rank 0 flushes its buffered metrics and uploads
+the curves so far (`CellProgress.checkpointed`), so whatever kills the run later, everything up to
+the checkpoint it resumes from is already in MLflow. A `UserError` while setting up (the shards,
+the tracking store) is agreed on by all ranks and reported as a `runner.USER_ERROR_FILE`
+checkpoint instead of raised: Ray Train would retry a raised one on every attempt.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from vlscale.errors import UserError
 from vlscale.platform.config import Cell, cell_from_dict
 from vlscale.platform.data import WorkerBatches, open_shards
 from vlscale.platform.models import create_task, model_profile
-from vlscale.platform.train.checkpointing import load_checkpoint, read_state, save_checkpoint
+from vlscale.platform.train.checkpointing import (
+    is_complete, load_checkpoint, read_state, save_checkpoint)
 from vlscale.platform.train.evaluate import evaluate_cell, preprocess_for
 from vlscale.platform.train.progress import CellProgress
 from vlscale.platform.train.segments import Segment, learning_rate, plan_segments
@@ -52,17 +62,31 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
     segments = plan_segments(cell.train)
     state: dict[str, Any] = {"segment": 0, "samples": 0, "step": 0, "world_sizes": []}
     with session.checkpoint_dir() as directory:
+        # Ray's own checkpoint of this run (a restart within it) first, else the one the driver
+        # chose among earlier runs of the cell (see runner.run_cell).
+        directory = directory or config.get("resume_from")
         # A checkpoint of a completed run (its storage outlived its MLflow run) cannot be
         # evaluated again (cool-down branches are gone): train from scratch instead.
-        if directory is not None and read_state(directory)["segment"] < len(segments):
+        if directory is not None and is_complete(directory) \
+                and read_state(directory)["segment"] < len(segments):
             state = load_checkpoint(directory, task, optimizer)
+            if rank == 0:
+                print(f"[{cell.run_name}] resumed at {state['samples']} samples", flush=True)
     state["world_sizes"].append([world, state["samples"]])
 
-    shards = open_shards(cell.data.train)
-    preprocess = preprocess_for(shards, profile)
-    task.check_tokenizer(preprocess.build_tokenizer())  # CLIP pools at this tokenizer's end
-    progress = CellProgress(cell, config.get("tracking"), profile, shards, world, rank, state,
-                            log_every_steps=int(config.get("log_every_steps", 10)))
+    try:
+        shards = open_shards(cell.data.train)
+        preprocess = preprocess_for(shards, profile)
+        task.check_tokenizer(preprocess.build_tokenizer())  # CLIP pools at this tokenizer's end
+        progress = CellProgress(cell, config.get("tracking"), profile, shards, world, rank,
+                                state, log_every_steps=int(config.get("log_every_steps", 10)))
+        setup_error = None
+    except UserError as error:
+        if not isinstance(session, RayTrainSession):
+            raise
+        setup_error = str(error)
+    if _report_setup_error(session, setup_error):
+        return
     try:
         for index in range(state["segment"], len(segments)):
             segment = segments[index]
@@ -121,15 +145,41 @@ def _run_segment(cell: Cell, segment: Segment, index: int, batches: WorkerBatche
             last_checkpoint = position
 
 
+def _report_setup_error(session: TrainSession, error: str | None) -> bool:
+    """Share one rank's setup UserError with all ranks; when there is one, report it as a
+    `USER_ERROR_FILE` checkpoint on every rank (a collective) and return True (stop)."""
+    from vlscale.platform.train.runner import USER_ERROR_FILE
+
+    errors = [error]
+    if session.world_size > 1:
+        import torch.distributed as dist
+
+        errors = [None] * session.world_size
+        dist.all_gather_object(errors, error)
+    message = next((e for e in errors if e is not None), None)
+    if message is None:
+        return False
+    if session.rank == 0:
+        with tempfile.TemporaryDirectory() as directory:
+            (Path(directory) / USER_ERROR_FILE).write_text(json.dumps({"error": message}))
+            session.report({"user_error": message}, directory)
+    else:
+        session.report({"user_error": message}, None)
+    return True
+
+
 def _report(session: TrainSession, task, optimizer, state: dict[str, Any],
             progress: CellProgress, *, final: bool = False) -> None:
-    """Report on every rank (Ray Train synchronises them); rank 0 attaches the checkpoint."""
+    """Report on every rank (Ray Train synchronises them); rank 0 attaches the checkpoint.
+
+    Rank 0 flushes metrics and curves first (`progress.checkpointed`): once the checkpoint
+    exists, a resume skips every step before it, so its metrics must already be stored."""
     metrics = {"samples_seen": state["samples"], "step": state["step"], "final": final}
     if session.rank == 0:
+        progress.checkpointed(state["samples"])
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(directory, task, optimizer, state)
             session.report(metrics, directory)
-        progress.checkpointed(state["samples"])
     else:
         session.report(metrics, None)
 

@@ -1,15 +1,29 @@
 """Run one grid cell as a Ray Train V2 `TorchTrainer` (the unit that a sweep runs many of).
 
 Everything that can be wrong with a cell is checked here, on the driver, before a worker starts:
-the spec, the architecture, the shards (at least one usable row), and that the workers leave a
-CPU for Ray Data's decode tasks (without one the job hangs forever with only a warning).
+the spec, the architecture, the shards (at least one usable row), that the tracking store answers,
+that the cluster has the resources the workers ask for, and that the workers leave a CPU for Ray
+Data's decode tasks (without one the job hangs forever with only a warning). Ray Train retries
+every worker failure, so an error found only inside a worker costs every attempt's start-up and a
+stack per attempt; the few a worker can still meet while setting up (see `loop.py`) come back as a
+`USER_ERROR_FILE` in the result's checkpoint and are raised here as one `UserError`.
+
+Resuming (`run_cell`): every invocation is a fresh Ray run `cell-<hash>-<time>` under the storage
+path, started from the newest complete checkpoint any earlier invocation of the cell left there
+(`checkpointing.newest_complete_checkpoint`). Ray Train's own restore of a same-named run follows
+the checkpoints its controller had registered, which lags the checkpoints already written to
+storage and so resumed from an older one after a kill.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
+import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +32,9 @@ from vlscale.errors import UserError
 from vlscale.platform.config import Cell
 
 log = logging.getLogger(__name__)
+USER_ERROR_FILE = "user_error.json"
+"""The only file of the checkpoint a worker reports instead of training when setting up failed
+with a `UserError` on some rank: {"error": message}. `run_cell` raises it on the driver."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +76,64 @@ def check_cell_data(cell: Cell) -> None:
 def _open_shards_once(path: str) -> None:
     from vlscale.platform.data import open_shards
 
-    open_shards(path)
+    check_usable_row(open_shards(path))
+
+
+def check_usable_row(shards) -> None:
+    """Find one usable row (success status, caption, decodable image) or raise UserError.
+
+    Opening checks only footers; a set whose rows are all unusable, or whose first row groups
+    cannot be read, would otherwise fail inside every worker attempt. Reading stops at the first
+    usable row, so a good set costs one row group.
+    """
+    import pyarrow
+
+    from vlscale.platform.data.preprocess import open_image, row_usable
+
+    for unit in range(len(shards.units)):
+        try:
+            raw = shards.read_unit(unit)
+        except (pyarrow.ArrowException, OSError) as error:
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise UserError(f"cannot read row group {unit} of the shards in {shards.location} "
+                            f"({first_line}); rewrite or remove that shard "
+                            "(`vlscale data check` reports every unusable row)") from None
+        for row in range(len(raw.keys)):
+            if row_usable(raw.status_ok[row], raw.captions[row]) \
+                    and open_image(raw.images[row]) is not None:
+                return
+    raise UserError(f"no usable row in {shards.location}: none of its {shards.num_rows} rows has "
+                    "a success status, a caption and a decodable image; run `vlscale data "
+                    "check` on it")
+
+
+def check_tracking(tracking_uri: str) -> None:
+    """The tracking store answers now (UserError naming the URI otherwise): an unreachable store
+    would make every worker attempt wait for it and fail."""
+    from vlscale import tracking
+
+    tracking.connect(tracking_uri)
+
+
+def check_cluster_fits(cell: Cell, *, wait_for_resources: bool = False) -> None:
+    """Refuse (UserError) a cell whose minimum worker group the cluster cannot hold; with
+    `wait_for_resources` (an autoscaling cluster that adds nodes on demand) print once that it
+    waits, and for what. Ray would otherwise wait forever, silently."""
+    from vlscale.platform.cluster import describe_shortfall
+
+    resources = cell.resources
+    per_worker = {"CPU": resources.cpus_per_worker}
+    if resources.gpus_per_worker:
+        per_worker["GPU"] = resources.gpus_per_worker
+    shortfall = describe_shortfall(per_worker, resources.min_workers)
+    if shortfall is None:
+        return
+    if not wait_for_resources:
+        raise UserError(f"cell {cell.cell_hash} {shortfall}; lower the request (e.g. "
+                        "--gpus-per-worker, --min-workers), run where it fits, or pass "
+                        "--wait-for-resources on an autoscaling cluster")
+    print(f"cell {cell.cell_hash} {shortfall}; waiting for the cluster to grow "
+          "(--wait-for-resources)", flush=True)
 
 
 def check_resources(cell: Cell, cluster_cpus: float) -> None:
@@ -73,7 +147,10 @@ def check_resources(cell: Cell, cluster_cpus: float) -> None:
 
 def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
                   storage_path: str | None = None, callbacks: list | None = None,
-                  resume_from: str | None = None, log_every_steps: int = 10):
+                  resume_from: str | None = None, log_every_steps: int = 10,
+                  run_name: str | None = None):
+    """The `TorchTrainer` of one cell. `run_name` (default `cell-<hash>`) names its Ray run: a
+    fit with the name of an earlier run restores that run's registered checkpoints."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -91,14 +168,12 @@ def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
                                           "resources": dataclasses.asdict(cell.resources)},
         "tracking": dataclasses.asdict(tracking) if tracking else None,
         "log_every_steps": log_every_steps,
+        # Ray Train V2 refuses resume_from_checkpoint: the loop loads this one itself when Ray
+        # has no checkpoint of this run yet (a directory every worker can read).
+        "resume_from": resume_from,
     }
     storage = storage_path or str(settings.state_dir() / "ray_results")
     Path(storage).mkdir(parents=True, exist_ok=True)
-    resume = None
-    if resume_from:
-        from ray.train import Checkpoint
-
-        resume = Checkpoint.from_directory(resume_from)
     return TorchTrainer(
         train_cell_worker,
         train_loop_config=config,
@@ -106,24 +181,135 @@ def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
                                      use_gpu=bool(resources.gpus_per_worker),
                                      resources_per_worker=per_worker),
         run_config=RunConfig(
-            name=f"cell-{cell.cell_hash}", storage_path=storage,
+            name=run_name or f"cell-{cell.cell_hash}", storage_path=storage,
             failure_config=FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks),
-        resume_from_checkpoint=resume,
     )
 
 
 def run_cell(cell: Cell, *, tracking_uri: str | None = None, experiment: str | None = None,
              address: str | None = None, storage_path: str | None = None,
-             log_every_steps: int = 10):
-    """Validate, connect to Ray (embedded if none), train, and return the Ray Train result."""
+             log_every_steps: int = 10, wait_for_resources: bool = False):
+    """Validate, connect to Ray (embedded if none), train, and return the Ray Train result.
+
+    Resumes from the newest complete checkpoint an earlier invocation left in `storage_path`
+    (printed). Raises UserError for a setup error a worker reported (see `USER_ERROR_FILE`) or a
+    worker failure that was a UserError. On Ctrl-C (KeyboardInterrupt) the cell's MLflow run is
+    marked failed, with an error saying it was interrupted, before the interrupt propagates.
+    """
     from vlscale.platform.cluster import cluster_cpus, ensure_ray
+    from vlscale.platform.train.checkpointing import newest_complete_checkpoint
 
     check_cell(cell)
+    uri = settings.tracking_uri(tracking_uri)
+    check_tracking(uri)
     ensure_ray(address)
     check_resources(cell, cluster_cpus())
-    tracking = TrackingTarget(settings.tracking_uri(tracking_uri), None, experiment)
-    trainer = build_trainer(cell, tracking, storage_path=storage_path,
-                            log_every_steps=log_every_steps)
-    return trainer.fit()
+    check_cluster_fits(cell, wait_for_resources=wait_for_resources)
+    tracking = TrackingTarget(uri, None, experiment)
+    storage = Path(storage_path or settings.state_dir() / "ray_results")
+    earlier = sorted(storage.glob(f"cell-{cell.cell_hash}*/checkpoint_*"))
+    resume = newest_complete_checkpoint(earlier)
+    if resume is not None:
+        print(f"cell {cell.cell_hash}: resuming from the checkpoint at {resume[1]} samples "
+              f"({resume[0]})", flush=True)
+    run_name = f"cell-{cell.cell_hash}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trainer = build_trainer(cell, tracking, storage_path=str(storage),
+                            log_every_steps=log_every_steps, run_name=run_name,
+                            resume_from=str(resume[0]) if resume else None)
+    try:
+        result = fit_interruptibly(trainer)
+    except KeyboardInterrupt:
+        mark_interrupted(cell, uri, experiment, "SIGINT (Ctrl-C)")
+        raise
+    except Exception as error:
+        raise_user_error(error)
+        raise
+    raise_reported_user_error(result)
+    if result.error is None:
+        for directory in storage.glob(f"cell-{cell.cell_hash}*"):
+            if directory.name != run_name and directory.is_dir():
+                shutil.rmtree(directory, ignore_errors=True)  # superseded attempts
+    else:
+        raise_user_error(result.error)
+    return result
+
+
+def fit_interruptibly(trainer):
+    """`trainer.fit()` in a helper thread, so that Ctrl-C reaches this (main) thread at once.
+
+    Called in the main thread, fit() installs Ray's own SIGINT handler, which asks the
+    controller to abort and then ends the process with exit code 0 (or keeps waiting when the
+    controller does not answer, e.g. while no node can hold the workers). From another thread it
+    installs none; a KeyboardInterrupt here then leaves fit() behind: the process exits, and Ray
+    ends the job's controller and workers with it.
+    """
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as error:  # handed to the main thread below, unchanged
+            outcome["error"] = error
+
+    thread = threading.Thread(target=fit, name="vlscale-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def raise_user_error(error: BaseException) -> None:
+    """Re-raise as itself a UserError that a Ray Train worker failed with (one line on the CLI),
+    reading only `WorkerGroupError.worker_failures` / `ControllerError.controller_failure`."""
+    from ray.train import ControllerError, WorkerGroupError
+
+    causes: list[BaseException] = [error]
+    if isinstance(error, WorkerGroupError):
+        causes = list(error.worker_failures.values())
+    elif isinstance(error, ControllerError):
+        causes = [error.controller_failure]
+    for cause in causes:
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__
+        if isinstance(cause, UserError):
+            raise UserError(str(cause)) from None
+
+
+def raise_reported_user_error(result) -> None:
+    """Raise the UserError a worker reported in a `USER_ERROR_FILE` checkpoint, if any."""
+    checkpoint = getattr(result, "checkpoint", None)
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as directory:
+        error_file = Path(directory) / USER_ERROR_FILE
+        if error_file.is_file():
+            raise UserError(json.loads(error_file.read_text())["error"])
+
+
+def mark_interrupted(cell: Cell, tracking_uri: str, experiment: str | None, how: str) -> None:
+    """Mark the cell's run failed (MLflow status KILLED) with an error saying it was interrupted,
+    so that nobody mistakes it for a live run until its heartbeat goes stale. Metrics up to the
+    last checkpoint are already in the store (the loop flushes them before each checkpoint); a
+    rerun of the same command reopens this run and resumes from that checkpoint."""
+    from mlflow.entities import RunTag
+    from mlflow.exceptions import MlflowException
+
+    from vlscale import tracking
+
+    try:
+        client, _ = tracking.connect(tracking_uri)
+        record = tracking.find_cell_run(tracking_uri, cell.cell_hash, experiment_name=experiment)
+        if record is None or record.mlflow_status != "RUNNING":
+            return
+        client.log_batch(record.run_id, tags=[
+            RunTag(tracking.TAG_STATUS, tracking.CellState.FAILED.value),
+            RunTag(tracking.TAG_ERROR, f"interrupted by {how} at {time.strftime('%H:%M:%S')}; "
+                                       "rerun the same command to resume from the newest "
+                                       "checkpoint")])
+        client.set_terminated(record.run_id, "KILLED")
+    except (UserError, OSError, MlflowException) as error:
+        log.warning("could not mark cell %s interrupted in MLflow: %s", cell.cell_hash, error)
