@@ -5,7 +5,8 @@ per-sample FLOPs and parameter counts, tokenizers, and zero-shot / retrieval / h
     losses = task(images, texts)  # {"loss", "contrastive_loss", "caption_loss"}
     profile = model_profile("mammut", "cpu-w64-l2")  # params, gflops (compute axis), tokenizer...
 
-Ladders, names and the FLOP convention: see `ladder.py` and `profiles.py`.
+Ladders, names and the FLOP convention: see `ladder.py` and `profiles.py`; what differs between
+model types is registered once per family in `families/` (`clip.py`, `mammut.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ _EXPORTS = {
     "retrieval_recall": "evaluation", "zero_shot_classification": "evaluation",
     "zero_shot_classifier": "evaluation",
     "CPU_ARCHS": "ladder", "CPU_CONTEXT_LENGTH": "ladder", "CPU_VOCAB_SIZE": "ladder",
-    "LADDERS": "ladder", "MODEL_TYPES": "ladder", "PAPER_ARCHS": "ladder",
+    "LADDERS": "ladder", "PAPER_ARCHS": "ladder",
+    "MODEL_FAMILIES": "families", "ModelFamily": "families", "model_family": "families",
+    "model_types": "families",
     "list_architectures": "ladder",
     "MaMMUT": "mammut",
     "ModelProfile": "profiles", "model_profile": "profiles", "tokenizer_for": "profiles",

@@ -9,7 +9,7 @@ from pathlib import Path
 from vlscale.errors import UserError
 
 _DESCRIPTION = """\
-List the architectures of a size ladder for both model types (CLIP, MaMMUT): total, image and
+List the architectures of a size ladder for every model type (CLIP, MaMMUT): total, image and
 text parameters (millions) and forward GFLOPs per sample, the compute axis of the scaling laws.
 
 Ladders: "paper" (every architecture of Nezhurina et al. 2025, 224px images, 77 BPE tokens;
@@ -34,12 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def ladder_rows(ladder: str | None) -> list[dict]:
     """One row per (architecture, model type) of the ladder, smallest CLIP architecture first."""
-    from vlscale.platform.models import MODEL_TYPES, list_architectures, model_profile
+    from vlscale.platform.models import list_architectures, model_profile, model_types
 
-    available = {model_type: set(list_architectures(ladder, model_type)) for model_type in MODEL_TYPES}
+    types = model_types()
+    available = {model_type: set(list_architectures(ladder, model_type)) for model_type in types}
     rows = []
     for arch in list_architectures(ladder):
-        for model_type in MODEL_TYPES:
+        for model_type in types:
             if arch not in available[model_type]:
                 continue
             profile = model_profile(model_type, arch)

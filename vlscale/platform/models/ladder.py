@@ -1,5 +1,8 @@
 """The size ladders: which architectures exist for which model type, and their open_clip configs.
 
+What differs between model types (config names, which configs exist, config adjustments) is the
+model family's (`families/`); this module only knows the ladders.
+
 Two ladders:
 
 - "paper": every architecture of Nezhurina et al. 2025's `model_profile.csv` (20 for CLIP, 15 for
@@ -16,8 +19,9 @@ Every config is registered with `open_clip.add_model_config`; MaMMUT configs are
 
 The tokenizer is a property of the ladder (`tokenizer_kind`), and the one place that decides it:
 the model profile (hence the data pipeline and the evaluation) reads it from here, and
-`model_config` sets CLIP's text pooling from it, so a CLIP always pools at the end token of the
-tokenizer it is fed (a JSON config that says otherwise is refused).
+`model_config` lets the model family adjust the config from it (CLIP sets its text pooling), so
+a CLIP always pools at the end token of the tokenizer it is fed (a JSON config that says
+otherwise is refused).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vlscale.errors import UserError
+from vlscale.platform.models.families import model_family
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 CPU_VOCAB_SIZE = 512
@@ -44,12 +49,11 @@ CPU_ARCHS: tuple[str, ...] = (
 LADDERS: dict[str, tuple[str, ...]] = {"paper": PAPER_ARCHS, "cpu": CPU_ARCHS}
 LADDER_TOKENIZERS: dict[str, str] = {"paper": "bpe", "cpu": "words"}
 """The tokenizer kind each ladder's models read (see `tokenizers.py`)."""
-MODEL_TYPES: tuple[str, ...] = ("clip", "mammut")
 
 
 def config_name(model_type: str, arch: str) -> str:
     """The open_clip config name (and the paper's model name): `ViT-B-32`, `mammut_ViT-B-32`."""
-    return arch if model_type == "clip" else f"{model_type}_{arch}"
+    return model_family(model_type).config_name(arch)
 
 
 @functools.cache
@@ -74,27 +78,22 @@ def tokenizer_kind(arch: str) -> str:
 def list_architectures(ladder: str | None = None, model_type: str | None = None) -> list[str]:
     """Architecture names of one ladder ("paper", "cpu") or of all (None), smallest first.
 
-    With `model_type`, only the architectures that exist for it (MaMMUT has no `-alt` or
+    With `model_type`, only the architectures that exist for it (a family with
+    `needs_json_config`, like MaMMUT, only those with a JSON config: MaMMUT has no `-alt` or
     `-text-plus` variants in the paper).
     """
     if ladder is not None and ladder not in LADDERS:
         raise UserError(f"unknown ladder {ladder!r}; use one of {', '.join(LADDERS)}")
-    if model_type is not None:
-        _check_model_type(model_type)
+    family = model_family(model_type) if model_type is not None else None
     archs = [arch for name in (LADDERS if ladder is None else [ladder]) for arch in LADDERS[name]]
-    if model_type in (None, "clip"):
+    if family is None or not family.needs_json_config:
         return archs
-    return [arch for arch in archs if (CONFIG_DIR / f"{config_name(model_type, arch)}.json").is_file()]
-
-
-def _check_model_type(model_type: str) -> None:
-    if model_type not in MODEL_TYPES:
-        raise UserError(f"unknown model type {model_type!r}; use one of {', '.join(MODEL_TYPES)}")
+    return [arch for arch in archs if (CONFIG_DIR / f"{family.config_name(arch)}.json").is_file()]
 
 
 def model_config(model_type: str, arch: str) -> dict[str, Any]:
     """The open_clip config dict of one (model type, architecture); UserError if there is none."""
-    _check_model_type(model_type)
+    family = model_family(model_type)
     known = list_architectures(model_type=model_type)
     if arch not in known:
         raise UserError(f"unknown {model_type} architecture {arch!r}; known: {', '.join(known)}")
@@ -106,19 +105,5 @@ def model_config(model_type: str, arch: str) -> dict[str, Any]:
         raise UserError(f"open_clip {open_clip.__version__} has no config "
                         f"{config_name(model_type, arch)!r}; install open_clip_torch>=3.3.0")
     config.pop("model_type", None)
-    if model_type == "clip":
-        _set_text_pooling(config, arch)
+    family.prepare_config(config, arch)
     return config
-
-
-def _set_text_pooling(config: dict[str, Any], arch: str) -> None:
-    """Pool CLIP's text tower at the end token of the architecture's tokenizer."""
-    from vlscale.platform.models.tokenizers import clip_text_pooling
-
-    kind = tokenizer_kind(arch)
-    text_cfg = config.setdefault("text_cfg", {})
-    for key, value in clip_text_pooling(kind).items():
-        if text_cfg.get(key, value) != value:
-            raise UserError(f"config {arch!r} sets text_cfg.{key}={text_cfg[key]!r}, but its "
-                            f"{kind} tokenizer needs {value!r} to pool at the end token")
-        text_cfg[key] = value

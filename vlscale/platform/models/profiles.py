@@ -15,7 +15,8 @@ Two figures:
   QK^T and AV (the published figures match only without them; FlopCounterMode misses them too
   when run on real CPU tensors, whose fused attention op has no FLOP formula) and (2) for MaMMUT,
   with the vocabulary projection that the fork computes and discards in the contrastive pass
-  (2 x 77 x width x vocab FLOPs: 3.9 GFLOPs for mammut_ViT-B-32).
+  (2 x 77 x width x vocab FLOPs: 3.9 GFLOPs for mammut_ViT-B-32): a family's
+  `paper_extra_flops`.
 
 The compute axis, `ModelProfile.gflops`, uses the paper convention on the paper ladder (so that
 results sit on the same axis as the published table) and the true figure on the CPU ladder (whose
@@ -41,8 +42,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from vlscale.platform.models.build import build_model, parameter_counts
+from vlscale.platform.models.families import model_family
 from vlscale.platform.models.ladder import config_name, ladder_of, model_config, tokenizer_kind
-from vlscale.platform.models.mammut import MaMMUT
 from vlscale.platform.models.tokenizers import Tokenizer, build_tokenizer
 from vlscale.settings import state_dir
 
@@ -107,9 +108,8 @@ def _compute_profile(model_type: str, arch: str) -> ModelProfile:
     context_length = model.context_length
     total_flops, attention_flops = count_forward_flops(model, image_size, context_length)
     if ladder == "paper":
-        discarded_vocab = (2 * context_length * model.text.width * model.vocab_size
-                           if isinstance(model, MaMMUT) else 0)
-        axis_flops, convention = total_flops - attention_flops + discarded_vocab, "paper"
+        extra = model_family(model_type).paper_extra_flops(model)
+        axis_flops, convention = total_flops - attention_flops + extra, "paper"
     else:
         axis_flops, convention = total_flops, "true"
     params, image_params, text_params = parameter_counts(model)

@@ -1,7 +1,8 @@
 """A training task: one model and its loss, called as `task(images, texts) -> losses`.
 
-CLIP: open_clip's `ClipLoss`. MaMMUT: the same contrastive loss plus the caption cross-entropy
-(padding id 0 ignored), `loss = contrastive_weight * contrastive + caption_weight * caption`.
+The model family (`families/`) gives the contrastive loss (CLIP and MaMMUT: open_clip's
+`ClipLoss`) and says whether the caption cross-entropy is added (MaMMUT: padding id 0 ignored,
+`loss = contrastive_weight * contrastive + caption_weight * caption`).
 
 Distributed: with `world_size > 1` the contrastive loss all-gathers the features of every rank
 (open_clip's `gather_with_grad=True, local_loss=False`), so each rank computes the loss of the
@@ -29,15 +30,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss
 from torch import nn
 
 from vlscale.errors import UserError
 from vlscale.platform.config import LOGIT_SCALE_CLAMPS, ModelSpec
 from vlscale.platform.models.build import VisionLanguageModel, build_model
-from vlscale.platform.models.mammut import MaMMUT
+from vlscale.platform.models.families import check_model_settings, model_family
 from vlscale.platform.models.profiles import ModelProfile, model_profile
-from vlscale.platform.models.tokenizers import PAD_ID, Tokenizer, check_text_pooling
+from vlscale.platform.models.tokenizers import PAD_ID, Tokenizer
 
 MAX_LOGIT_SCALE = 100.0
 """open_clip_train bounds the learned temperature exp(logit_scale) to [1, 100]."""
@@ -73,7 +73,8 @@ class MicroBatch:
 
 class VLTask(nn.Module):
     """Model + loss. `forward` returns scalar tensors: "loss" (the weighted total, to backprop),
-    "contrastive_loss" and, for MaMMUT, "caption_loss" (both unweighted)."""
+    "contrastive_loss" and, for a captioning family (MaMMUT), "caption_loss" (both
+    unweighted)."""
 
     def __init__(self, model: VisionLanguageModel, spec: ModelSpec, rank: int = 0,
                  world_size: int = 1, logit_scale_clamp: str = "param") -> None:
@@ -83,11 +84,16 @@ class VLTask(nn.Module):
                             f"use one of {', '.join(LOGIT_SCALE_CLAMPS)}")
         self.model = model
         self.spec = spec
+        self.family = model_family(spec.model_type)
         self.world_size = world_size
         self.logit_scale_clamp = logit_scale_clamp
-        self.gathered_contrastive_loss = ClipLoss(
-            local_loss=False, gather_with_grad=True, cache_labels=True, rank=rank, world_size=world_size)
-        self.local_contrastive_loss = ClipLoss(cache_labels=True)
+        self.gathered_contrastive_loss = self.family.contrastive_loss(True, rank, world_size)
+        self.local_contrastive_loss = self.family.contrastive_loss(False, rank, world_size)
+
+    @property
+    def captions(self) -> bool:
+        """Whether the loss has the caption term (the family's `captions`)."""
+        return self.family.captions
 
     @functools.cached_property
     def profile(self) -> ModelProfile:
@@ -115,7 +121,7 @@ class VLTask(nn.Module):
             out["image_features"], out["text_features"], self._logit_scale(out))
         losses = {"contrastive_loss": contrastive}
         total = self.spec.contrastive_weight * contrastive
-        if "caption_logits" in out:
+        if self.captions:
             logits = out["caption_logits"]
             caption = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                       texts[:, 1:].reshape(-1), ignore_index=PAD_ID)
@@ -149,7 +155,7 @@ class VLTask(nn.Module):
         contrastive = loss_fn(image_features, text_features, scale)
         losses = {"contrastive_loss": contrastive}
         backward = self.spec.contrastive_weight * micro_batch.contrastive_share * contrastive
-        if "caption_logits" in out:
+        if self.captions:
             logits = out["caption_logits"]
             token_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                         texts[:, 1:].reshape(-1), ignore_index=PAD_ID,
@@ -177,12 +183,12 @@ class VLTask(nn.Module):
 
     def check_tokenizer(self, tokenizer: Tokenizer) -> None:
         """Raise unless the model reads `tokenizer`'s captions whole: its ids fit the vocabulary
-        and CLIP's text pooling is at the tokenizer's end token (MaMMUT mean-pools)."""
+        and the family's own check passes (CLIP: text pooling at the tokenizer's end token;
+        MaMMUT mean-pools)."""
         if tokenizer.vocab_size > self.model.vocab_size:
             raise ValueError(f"the {tokenizer.kind} tokenizer has {tokenizer.vocab_size} ids but "
                              f"the model's vocabulary holds {self.model.vocab_size}")
-        if not isinstance(self.model, MaMMUT):
-            check_text_pooling(self.model.text_pool_type, self.model.text_eos_id, tokenizer)
+        self.family.check_tokenizer(self.model, tokenizer)
 
 
 def _substitute(cached: torch.Tensor, rows: slice, fresh: torch.Tensor) -> torch.Tensor:
@@ -203,8 +209,7 @@ def create_task(spec: ModelSpec, *, rank: int = 0, world_size: int = 1,
             raise UserError(f"{weight_name} must be a finite number >= 0, got {weight}")
     if not 0 <= rank < world_size:
         raise UserError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
-    if spec.model_type != "mammut" and spec.map_viz2txt_init != "normal":
-        raise UserError("map_viz2txt_init applies to MaMMUT only")
+    check_model_settings(spec)
     model = build_model(spec.model_type, spec.arch, device=device,
                         map_viz2txt_init=spec.map_viz2txt_init)
     return VLTask(model, spec, rank=rank, world_size=world_size,

@@ -137,14 +137,15 @@ class Stepper:
     def accumulate_gradients(self, images: torch.Tensor, texts: torch.Tensor) -> dict[str, float]:
         """Zero the gradients, then leave in them the gradient of the global-batch objective for
         this worker's rows (see the module docstring). Returns the global batch's losses:
-        "loss", "contrastive_loss" and, for MaMMUT, "caption_loss" (unweighted)."""
+        "loss", "contrastive_loss" and, for a captioning family (MaMMUT), "caption_loss"
+        (unweighted)."""
         self.task.train()
         batch = images.shape[0]
         size = self.micro_batch or batch
         parts = [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
         cache = self.contrastive_batch == "global" and len(parts) > 1
         spec = self.inner.spec
-        captions = spec.model_type == "mammut"
+        captions = self.inner.captions  # the model family's caption term (MaMMUT)
         caption_tokens = (int(self._all_reduce(torch.count_nonzero(texts[:, 1:] != PAD_ID)))
                           if captions else 0)
         image_cache = text_cache = None
