@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from vlscale.analysis import load_results, write_report
-from vlscale.analysis.report.synthetic import write_synthetic_sweep
+from vlscale.testing.synthetic import write_synthetic_sweep
 from vlscale import tracking
 from vlscale.tracking.server import start_server
 

@@ -36,7 +36,7 @@ def test_compare_procedures_notebook(kernel, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    from vlscale.analysis.report.synthetic import write_synthetic_sweep
+    from vlscale.testing.synthetic import write_synthetic_sweep
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     write_synthetic_sweep(uri, "older-sweep", archs={"cpu-w32-l1": 1.0},

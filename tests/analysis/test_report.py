@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from vlscale.analysis import write_report
-from vlscale.analysis.report.synthetic import CLIP, MAMMUT, synthetic_table
+from vlscale.testing.synthetic import CLIP, MAMMUT, synthetic_table
 from vlscale.analysis.report.verdict import likelihood
 from vlscale.cli import main
 from vlscale.errors import UserError

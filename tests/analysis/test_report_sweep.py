@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from vlscale.analysis import load_runs, write_report
 from vlscale.analysis.report.publish import TAG_DESCRIPTION, TAG_REPORT
-from vlscale.analysis.report.synthetic import CLIP, MAMMUT, write_synthetic_sweep
+from vlscale.testing.synthetic import CLIP, MAMMUT, write_synthetic_sweep
 from vlscale.cli import main
 from vlscale import tracking
 

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from vlscale.analysis import columns as C
 from vlscale.analysis import list_sweeps, load_results, load_runs, load_table
-from vlscale.analysis.report.synthetic import (CLIP, MAMMUT, SyntheticProcedure, synthetic_cell,
+from vlscale.testing.synthetic import (CLIP, MAMMUT, SyntheticProcedure, synthetic_cell,
                                                synthetic_table, write_synthetic_sweep)
 from vlscale.analysis.runs import RUN_SAMPLES_SEEN
 from vlscale.cli import main
@@ -155,7 +155,7 @@ def test_analysis_never_imports_torch_or_ray():
     code = ("import sys\n"
             "import vlscale.analysis, vlscale.analysis.runs, vlscale.analysis.report\n"
             "import vlscale.analysis.report_commands, vlscale.analysis.report.publish\n"
-            "import vlscale.analysis.report.synthetic, vlscale.tracking.runs\n"
+            "import vlscale.testing.synthetic, vlscale.tracking.runs\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))\n"
             "print(bad)\n"
             "sys.exit(1 if bad else 0)\n")

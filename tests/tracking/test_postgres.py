@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from vlscale.analysis.report.synthetic import ARCH_GFLOPS, CLIP, MAMMUT, write_synthetic_sweep
+from vlscale.testing.synthetic import ARCH_GFLOPS, CLIP, MAMMUT, write_synthetic_sweep
 
 VLSCALE = [sys.executable, "-m", "vlscale.cli"]
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
