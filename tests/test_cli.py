@@ -40,3 +40,16 @@ def test_demo_forwards_leading_options_to_its_job(tmp_path, monkeypatch):
     bad = subprocess.run([sys.executable, "-m", "vlscale.cli", "fit", "table.csv", "--bogus"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
+
+
+def test_building_the_command_line_imports_no_mlflow_torch_or_ray():
+    """Every `vlscale` start registers every sub-command; MLflow (~1-10 s to import), torch and
+    Ray must wait for the command that needs them (a `from vlscale.tracking import schema`
+    once pulled MLflow in through the lazy package)."""
+    code = ("import sys, vlscale.cli as cli\n"
+            "cli.build_parser()\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'torch', 'ray'}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -16,18 +16,21 @@ import importlib
 from typing import Any
 
 _MODULES = ("vlscale.tracking.schema", "vlscale.tracking.runs")
+_SUBMODULES = frozenset({"schema", "runs", "store", "buffer", "server"})
 
 
 def __getattr__(name: str) -> Any:
+    """Resolve `tracking.NAME` from `schema`, then `runs` (MLflow is imported only for the latter).
+
+    A submodule name (`from vlscale.tracking import schema`) imports just that submodule: Python
+    asks the package for the attribute before importing the submodule, and looking it up in `runs`
+    would import MLflow for every caller that only wants the names."""
     if name.startswith("__"):
         raise AttributeError(name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"vlscale.tracking.{name}")
     for module_name in _MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(module_name)
         if name in getattr(module, "__all__", ()):
             return getattr(module, name)
     raise AttributeError(f"module 'vlscale.tracking' has no attribute {name!r}")
