@@ -316,3 +316,40 @@ def test_report_into_an_existing_folder_replaces_its_files_and_keeps_the_others(
     assert "slices" in json.loads((out / "report.json").read_text())
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert f"wrote {out / 'report.html'}" in done.stdout
+
+
+# --- missing, empty, malformed and truncated tables (these already answered in one line) -------
+
+def _broken_tables(folder: Path, ok: Path) -> dict[str, tuple[Path, str]]:
+    text = ok.read_text()
+    ok_table = pd.read_csv(ok)
+    parquet = folder / "whole.parquet"
+    ok_table.to_parquet(parquet)
+    cases = {"missing": (folder / "missing.csv", None, "table not found"),
+             "empty": (folder / "empty.csv", "", "cannot read"),
+             "header only": (folder / "header.csv", text.splitlines()[0] + "\n", "has no rows"),
+             "cut mid-row": (folder / "cut.csv", text[:3000], "NaN"),
+             "unterminated quote": (folder / "quote.csv", 'a,b\n1,"x\n', "cannot read"),
+             "text values": (folder / "text.csv", ok_table.assign(value="x").to_csv(index=False),
+                             "numeric"),
+             "not a table": (folder / "notes.txt", "hello\n", "must be a .csv or .parquet"),
+             "cut parquet": (folder / "cut.parquet", parquet.read_bytes()[:2000], "cannot read")}
+    paths = {}
+    for name, (path, content, message) in cases.items():
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+        paths[name] = (path, message)
+    return paths
+
+
+@pytest.mark.parametrize("command", ["fit", "report"])
+def test_broken_tables_are_refused_in_one_line(command, tables, tmp_path, capsys):
+    for name, (path, message) in _broken_tables(tables["ok"].parent, tables["ok"]).items():
+        extra = ["--out", tmp_path / "r"] if command == "report" else []
+        if command == "report" and name == "not a table":
+            continue  # report reads a non-table name as a sweep id (tested in test_runs)
+        line = _refused(tmp_path, command, [path, *extra], capsys)
+        assert message in line, (name, line)
+        assert not (tmp_path / "r").exists()

@@ -31,7 +31,8 @@ def _table(seed: int = 0) -> pd.DataFrame:
                                  "model_type": model_type, "arch": f"A{k}",
                                  "samples_seen": samples, "gflops_per_sample": gflops,
                                  "lr": lr,
-                                 "value": 1 - error - rng.uniform(0, 0.01) * (lr == 5e-4)})
+                                 "value": max(0.0, 1 - error
+                                              - rng.uniform(0, 0.01) * (lr == 5e-4))})
     return pd.DataFrame(rows)
 
 
