@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from vlscale import tracking
 from vlscale.analysis import load_results, write_report
 from vlscale.testing.synthetic import write_synthetic_sweep
-from vlscale import tracking
 from vlscale.tracking.server import start_server
 
 from helpers.ports import free_port

@@ -2,9 +2,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlscale.analysis import add_compute, add_error, best_per_cell, curve_points, higher_is_better
+from vlscale.analysis import (
+    add_compute,
+    add_error,
+    best_per_cell,
+    curve_points,
+    higher_is_better,
+    to_error,
+)
 from vlscale.analysis import columns as C
-from vlscale.analysis import to_error
 from vlscale.errors import UserError
 
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from vlscale.analysis import write_report
-from vlscale.testing.synthetic import CLIP, MAMMUT, synthetic_table
 from vlscale.analysis.report.verdict import likelihood
 from vlscale.cli import main
 from vlscale.errors import UserError
+from vlscale.testing.synthetic import CLIP, MAMMUT, synthetic_table
 
 pytestmark = pytest.mark.timeout(300)
 QUICK = dict(bootstrap=100, publish=False, progress=None)

@@ -8,11 +8,11 @@ import json
 import pytest
 from mlflow import MlflowClient
 
+from vlscale import tracking
 from vlscale.analysis import load_runs, write_report
 from vlscale.analysis.report.publish import TAG_DESCRIPTION, TAG_REPORT
-from vlscale.testing.synthetic import CLIP, MAMMUT, write_synthetic_sweep
 from vlscale.cli import main
-from vlscale import tracking
+from vlscale.testing.synthetic import CLIP, MAMMUT, write_synthetic_sweep
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -11,14 +11,20 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from vlscale import tracking
 from vlscale.analysis import columns as C
 from vlscale.analysis import list_sweeps, load_results, load_runs, load_table
-from vlscale.testing.synthetic import (CLIP, MAMMUT, SyntheticProcedure, synthetic_cell,
-                                               synthetic_table, write_synthetic_sweep)
 from vlscale.analysis.runs import RUN_SAMPLES_SEEN
 from vlscale.cli import main
 from vlscale.errors import UserError
-from vlscale import tracking
+from vlscale.testing.synthetic import (
+    CLIP,
+    MAMMUT,
+    SyntheticProcedure,
+    synthetic_cell,
+    synthetic_table,
+    write_synthetic_sweep,
+)
 
 pytestmark = pytest.mark.timeout(300)
 CONST = SyntheticProcedure("mammut-const", "mammut", a=8.8, c=-0.22, d=0.15, schedule="const")

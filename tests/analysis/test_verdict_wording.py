@@ -13,9 +13,16 @@ from vlscale.analysis import compare
 from vlscale.analysis.bootstrap import BootstrapResult
 from vlscale.analysis.fit import LawFit
 from vlscale.analysis.laws import LAWS
-from vlscale.analysis.report.verdict import (HELDOUT_NOISE_MARGIN, LIKELIHOOD_SCALE, NOISE_MARGIN,
-                                             crossover_sentence, decide, likelihood, percent,
-                                             shown_probability)
+from vlscale.analysis.report.verdict import (
+    HELDOUT_NOISE_MARGIN,
+    LIKELIHOOD_SCALE,
+    NOISE_MARGIN,
+    crossover_sentence,
+    decide,
+    likelihood,
+    percent,
+    shown_probability,
+)
 
 LAW = LAWS["saturating4"]
 X = np.logspace(4, 9, 12)

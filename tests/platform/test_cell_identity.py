@@ -9,10 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from vlscale.platform.config import (ADDED, EXPERIMENT, IDENTITY_VERSION, LEGACY_HASHED,
-                                     OPERATIONAL, Cell, DataSpec, ModelSpec, ResourceSpec,
-                                     TrainSpec, added_setting, identity_role, legacy_hashed,
-                                     operational_setting)
+from vlscale.platform.config import (
+    ADDED,
+    EXPERIMENT,
+    IDENTITY_VERSION,
+    LEGACY_HASHED,
+    OPERATIONAL,
+    Cell,
+    DataSpec,
+    ModelSpec,
+    ResourceSpec,
+    TrainSpec,
+    added_setting,
+    identity_role,
+    legacy_hashed,
+    operational_setting,
+)
 from vlscale.platform.sweep.jobs import job_parser, load_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +153,7 @@ def test_a_field_without_a_role_fails_loudly():
 
     spec = Unmarked(samples_seen=4096, global_batch=64, lr=1e-3)
     with pytest.raises(TypeError, match="Unmarked.forgot has no identity role"):
-        dataclasses.replace(cell("clip"), train=spec).cell_hash
+        _ = dataclasses.replace(cell("clip"), train=spec).cell_hash
 
 
 def test_legacy_marker_hashes_every_value():

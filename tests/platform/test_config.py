@@ -1,8 +1,18 @@
 import pytest
 
 from vlscale.errors import UserError
-from vlscale.platform.config import (Cell, DataSpec, GridSpec, ModelSpec, Procedure, ResourceSpec,
-                                     SizeSettings, TrainSpec, cell_from_dict, format_count)
+from vlscale.platform.config import (
+    Cell,
+    DataSpec,
+    GridSpec,
+    ModelSpec,
+    Procedure,
+    ResourceSpec,
+    SizeSettings,
+    TrainSpec,
+    cell_from_dict,
+    format_count,
+)
 
 DATA = DataSpec("synth", "/data/synth/train")
 

@@ -11,8 +11,16 @@ import pytest
 import yaml
 
 from vlscale.errors import UserError
-from vlscale.platform.config import (Cell, DataSpec, GridSpec, ModelSpec, Procedure,
-                                     SizeSettings, TrainSpec, cell_from_dict)
+from vlscale.platform.config import (
+    Cell,
+    DataSpec,
+    GridSpec,
+    ModelSpec,
+    Procedure,
+    SizeSettings,
+    TrainSpec,
+    cell_from_dict,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,17 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
-    INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE)
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_DOES_NOT_EXIST,
+    TEMPORARILY_UNAVAILABLE,
+)
 
 from vlscale.tracking.buffer import (
-    MAX_METRICS_PER_CALL, MetricBuffer, call_with_retry, is_transient)
+    MAX_METRICS_PER_CALL,
+    MetricBuffer,
+    call_with_retry,
+    is_transient,
+)
 from vlscale.tracking.store import configure_http_client
 
 from helpers.ports import free_port

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from vlscale import settings
+from vlscale import settings, tracking
 from vlscale.errors import UserError
-from vlscale import tracking
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, ResourceSpec, TrainSpec
 
 from helpers.ports import free_port

@@ -26,7 +26,6 @@ from vlscale.analysis.frontier import (
     select_frontier,
 )
 from vlscale.analysis.holdout import HoldoutResult, holdout, validate_holdout
-from vlscale.analysis.limits import Limits
 from vlscale.analysis.laws import (
     LAWS,
     ChinchillaLaw,
@@ -37,6 +36,7 @@ from vlscale.analysis.laws import (
     Saturating4,
     get_law,
 )
+from vlscale.analysis.limits import Limits
 from vlscale.analysis.plots import plot_fits
 from vlscale.analysis.table import Condition, load_table, parse_where, select
 

@@ -12,8 +12,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from vlscale.analysis.bootstrap import (BootstrapResult, Progress, bootstrap, named_intervals,
-                                        percentile_interval)
+from vlscale.analysis.bootstrap import (
+    BootstrapResult,
+    Progress,
+    bootstrap,
+    named_intervals,
+    percentile_interval,
+)
 from vlscale.analysis.frontier import PARETO_BIN_BASE_COMPUTE, Frontier, select_frontier
 from vlscale.analysis.laws import Law, LogLinear, get_law
 from vlscale.analysis.optimize import Problem, multistart

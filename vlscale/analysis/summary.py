@@ -18,7 +18,6 @@ from vlscale.analysis.compare import Comparison
 from vlscale.analysis.fit import LawFit
 from vlscale.analysis.holdout import HoldoutResult
 
-
 INF, NEG_INF = "inf", "-inf"
 """How JSON records write an infinite number (JSON has no infinity)."""
 

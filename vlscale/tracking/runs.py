@@ -42,22 +42,62 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from vlscale import settings
-from vlscale.tracking import store as tracking_store
 from vlscale.errors import UserError
+from vlscale.tracking import store as tracking_store
 from vlscale.tracking.buffer import MetricBuffer, call_with_retry
 from vlscale.tracking.schema import (
-    ARTIFACT_CHECKPOINT_DIR, ARTIFACT_CURVES_DIR, ARTIFACT_DATASET, ARTIFACT_GRID,
-    DEFAULT_EXPERIMENT, KIND_CELL, KIND_SWEEP, METRIC_GFLOPS_PER_SAMPLE, METRIC_TOTAL_GFLOPS,
-    METRIC_WORLD_SIZE, PARAM_CELL_HASH, PARAM_CODE_VERSION, PARAM_DATASET_PREFIX, SPILL_DIR_NAME,
-    STALE_AFTER_S, TAG_ATTEMPTS, TAG_CELL_HASH, TAG_CELL_SPEC, TAG_CHECKPOINT, TAG_DRIVER,
-    TAG_ERROR, TAG_EVAL_STEPS, TAG_GIT_COMMIT, TAG_HEARTBEAT, TAG_KIND, TAG_OWNER,
-    TAG_PARAMS_CHANGED, TAG_PARENT_RUN_ID, TAG_PROCEDURE, TAG_STATUS, TAG_SWEEP_ID,
-    TAG_WORLD_SIZES, CellState, check_metric_name, default_experiment_name, eval_metric_name,
-    parse_eval_metric_name)
+    ARTIFACT_CHECKPOINT_DIR,
+    ARTIFACT_CURVES_DIR,
+    ARTIFACT_DATASET,
+    ARTIFACT_GRID,
+    DEFAULT_EXPERIMENT,
+    KIND_CELL,
+    KIND_SWEEP,
+    METRIC_GFLOPS_PER_SAMPLE,
+    METRIC_TOTAL_GFLOPS,
+    METRIC_WORLD_SIZE,
+    PARAM_CELL_HASH,
+    PARAM_CODE_VERSION,
+    PARAM_DATASET_PREFIX,
+    SPILL_DIR_NAME,
+    STALE_AFTER_S,
+    TAG_ATTEMPTS,
+    TAG_CELL_HASH,
+    TAG_CELL_SPEC,
+    TAG_CHECKPOINT,
+    TAG_DRIVER,
+    TAG_ERROR,
+    TAG_EVAL_STEPS,
+    TAG_GIT_COMMIT,
+    TAG_HEARTBEAT,
+    TAG_KIND,
+    TAG_OWNER,
+    TAG_PARAMS_CHANGED,
+    TAG_PARENT_RUN_ID,
+    TAG_PROCEDURE,
+    TAG_STATUS,
+    TAG_SWEEP_ID,
+    TAG_WORLD_SIZES,
+    CellState,
+    check_metric_name,
+    default_experiment_name,
+    eval_metric_name,
+    parse_eval_metric_name,
+)
 from vlscale.tracking.store import (  # noqa: F401 - CODE_VERSION_ENV re-exported
-    CODE_VERSION_ENV, connect, experiment_ids, flatten_scalars,
-    get_or_create_experiment, log_new_params, metric_history, quote, read_parquet_artifact,
-    search_all_runs, upload_path, write_parquet)
+    CODE_VERSION_ENV,
+    connect,
+    experiment_ids,
+    flatten_scalars,
+    get_or_create_experiment,
+    log_new_params,
+    metric_history,
+    quote,
+    read_parquet_artifact,
+    search_all_runs,
+    upload_path,
+    write_parquet,
+)
 
 code_version = tracking_store.code_version  # re-exported: the git SHA (or $VLSCALE_CODE_VERSION)
 

@@ -51,7 +51,8 @@ def test_preprocess_for_shards_takes_the_vocabulary(clean_shards):
     spec = Preprocess.for_shards(shards, 24, context_length=16)
     assert spec.vocabulary == tuple(shards.vocabulary)
     tokens = spec.build_tokenizer()(["a red circle on the left"])
-    assert tokens.shape == (1, 16) and tokens.dtype == np.int64 and (tokens[0, 8:] == 0).all() and tokens[0, 7] == 2
+    assert tokens.shape == (1, 16) and tokens.dtype == np.int64
+    assert (tokens[0, 8:] == 0).all() and tokens[0, 7] == 2
     assert spec.describe()["vocabulary_size"] == len(shards.vocabulary)
 
 

@@ -13,9 +13,9 @@ from open_clip.model import CLIP
 from vlscale.errors import UserError
 from vlscale.platform.config import ModelSpec
 from vlscale.platform.models import build_model, create_task, list_architectures, tokenizer_for
-from vlscale.platform.models.task import VLTask
 from vlscale.platform.models.families.clip import set_text_pooling as _set_text_pooling
 from vlscale.platform.models.ladder import model_config, tokenizer_kind
+from vlscale.platform.models.task import VLTask
 from vlscale.platform.models.tokenizers import EOT_ID, build_tokenizer, check_text_pooling
 
 VOCABULARY = [f"w{i}" for i in range(500)]

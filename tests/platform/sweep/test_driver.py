@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from vlscale.errors import UserError
 from vlscale import tracking
-from vlscale.platform.sweep import ledger
+from vlscale.errors import UserError
 from vlscale.platform.config import DataSpec, GridSpec, Procedure, SizeSettings
+from vlscale.platform.sweep import ledger
 from vlscale.platform.sweep.driver import SweepOptions, read_ledger, run_sweep, validate_grid
 
 from helpers.grids import tiny_grid

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from vlscale import tracking
-from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
+from vlscale.platform.config import Cell
 from vlscale.platform.sweep import ledger
 
 pytestmark = pytest.mark.timeout(300)

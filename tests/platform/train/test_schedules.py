@@ -1,6 +1,8 @@
 import pytest
 
-from vlscale.platform.train.schedules import cooldown_branches, cooldown_lr, constant_lr, cosine_lr
+from vlscale.platform.config import TrainSpec
+from vlscale.platform.train.schedules import constant_lr, cooldown_branches, cooldown_lr, cosine_lr
+from vlscale.platform.train.segments import learning_rate, plan_segments, samples_processed
 
 
 def test_cosine_warms_up_then_decays_to_zero():
@@ -27,9 +29,6 @@ def test_branches_start_on_batch_boundaries_and_end_at_points():
     assert all(b.start % 64 == 0 and b.start <= 0.8 * b.end for b in branches)
     assert branches[0].start == 768
 
-
-from vlscale.platform.config import TrainSpec
-from vlscale.platform.train.segments import learning_rate, plan_segments, samples_processed
 
 
 def test_cosine_plan_is_one_evaluated_segment():

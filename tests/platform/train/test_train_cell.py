@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from vlscale.errors import UserError
 from vlscale import tracking
+from vlscale.errors import UserError
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, ResourceSpec, TrainSpec
 from vlscale.platform.train.runner import check_cell, run_cell
 

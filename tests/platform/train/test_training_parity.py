@@ -6,14 +6,21 @@ import math
 
 import pytest
 import torch
+from test_step_distributed import accumulate, assert_same_step, global_batch
 
 from vlscale.errors import UserError
-from vlscale.platform.config import (Cell, DataSpec, GridSpec, ModelSpec, Procedure, SizeSettings,
-                                     TrainSpec, cell_from_dict)
+from vlscale.platform.config import (
+    Cell,
+    DataSpec,
+    GridSpec,
+    ModelSpec,
+    Procedure,
+    SizeSettings,
+    TrainSpec,
+    cell_from_dict,
+)
 from vlscale.platform.models import create_task
 from vlscale.platform.train.steps import Stepper, build_optimizer
-
-from test_step_distributed import accumulate, assert_same_step, global_batch
 
 LN_100 = torch.tensor(math.log(100.0)).item()  # as float32 rounds it
 

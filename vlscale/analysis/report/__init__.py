@@ -4,7 +4,8 @@
 a DataFrame, and writes `report.html` (self-contained), `report.json` (every number on the page;
 an infinite number, e.g. an unbounded interval end, is the string "inf" / "-inf", an undefined
 one null: `summary.clean`) and the figures as PNG and PDF. The page opens with each verdict at
-a glance (`Verdict.summary`) and the fit plot; the tables and the full verdict text follow. For a sweep it also uploads the folder to the sweep's parent
+a glance (`Verdict.summary`) and the fit plot; the tables and the full verdict text follow.
+For a sweep it also uploads the folder to the sweep's parent
 MLflow run and links it from the run's description. Build steps: `build`; the verdict's rules:
 `verdict`; the next-cells heuristic: `next_cells`.
 """
@@ -20,12 +21,12 @@ from typing import Any
 
 import pandas as pd
 
+from vlscale.analysis.limits import Limits
 from vlscale.analysis.report.build import build_document
 from vlscale.analysis.report.html import render
 from vlscale.analysis.report.select import ReportOptions
 from vlscale.analysis.report.verdict import Verdict
 from vlscale.analysis.runs import SweepResults, load_results, read_source
-from vlscale.analysis.limits import Limits
 from vlscale.analysis.table import Condition, as_conditions
 
 __all__ = ["ReportOptions", "ReportResult", "Verdict", "write_report"]

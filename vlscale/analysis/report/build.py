@@ -26,8 +26,15 @@ from vlscale.analysis.noise import Noise, main_seed_rows, run_to_run_noise
 from vlscale.analysis.plots import plot_fits
 from vlscale.analysis.report import figures, next_cells
 from vlscale.analysis.report.grid import grid_cells, grid_summary
-from vlscale.analysis.report.select import (ReportOptions, best_cells, check_columns,
-                                            default_group, error_mode, select_task, slices)
+from vlscale.analysis.report.select import (
+    ReportOptions,
+    best_cells,
+    check_columns,
+    default_group,
+    error_mode,
+    select_task,
+    slices,
+)
 from vlscale.analysis.report.verdict import Verdict, ahead_at, decide
 from vlscale.analysis.runs import SweepResults
 from vlscale.analysis.summary import clean, comparison_record, fit_record

@@ -13,8 +13,15 @@ import numpy as np
 import pandas as pd
 
 from vlscale.analysis import columns as C
-from vlscale.analysis.runs import (ACCELERATOR_HOURS, CELL_HASH, PROCEDURE, RUN_NAME, STATUS,
-                                   TOTAL_GFLOPS, SweepResults)
+from vlscale.analysis.runs import (
+    ACCELERATOR_HOURS,
+    CELL_HASH,
+    PROCEDURE,
+    RUN_NAME,
+    STATUS,
+    TOTAL_GFLOPS,
+    SweepResults,
+)
 
 STATUS_ORDER = ("finished", "measured", "running", "stale", "failed", "missing")
 HOURS_COLUMNS = (ACCELERATOR_HOURS, "gpu_hours")

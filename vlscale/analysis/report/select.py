@@ -17,8 +17,8 @@ import pandas as pd
 from vlscale.analysis import columns as C
 from vlscale.analysis.axes import ErrorMode, error_mode_for
 from vlscale.analysis.cells import curve_points
-from vlscale.analysis.runs import PROCEDURE
 from vlscale.analysis.limits import Limits
+from vlscale.analysis.runs import PROCEDURE
 from vlscale.analysis.table import Condition, select
 from vlscale.errors import UserError
 

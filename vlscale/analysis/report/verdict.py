@@ -24,7 +24,6 @@ end that is infinite (a multiplier for a law that never reaches the other's erro
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import numpy as np

@@ -6,8 +6,8 @@ writer (synth, fashion, import, degrade) therefore goes through `staged_output`:
 
 - the output is checked before anything is touched: it must not be, contain or lie inside an
   input, must not be or contain the working directory, must not be, contain or lie inside the
-  state directory (when it exists), must not be a file, a symbolic link or read-only, and with `--overwrite` an
-  existing folder must look like shards (`looks_like_shards`);
+  state directory (when it exists), must not be a file, a symbolic link or read-only, and with
+  `--overwrite` an existing folder must look like shards (`looks_like_shards`);
 - the writer writes into a fresh hidden sibling folder; only when it has finished is the old
   folder renamed aside, the new one renamed in, and the old one removed. A failure or an
   interruption removes the sibling and leaves the old output exactly as it was.

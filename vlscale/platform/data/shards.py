@@ -22,8 +22,15 @@ import pyarrow.parquet as pq
 
 from vlscale.errors import UserError
 from vlscale.platform.data.schema import (
-    CAPTION_COLUMNS, IMAGE_COLUMNS, KEY_COLUMN, LABEL_COLUMN, MANIFEST_NAME, STATUS_COLUMN,
-    STATUS_SUCCESS, find_column)
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    KEY_COLUMN,
+    LABEL_COLUMN,
+    MANIFEST_NAME,
+    STATUS_COLUMN,
+    STATUS_SUCCESS,
+    find_column,
+)
 
 log = logging.getLogger(__name__)
 

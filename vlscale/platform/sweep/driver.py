@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlscale import settings
+from vlscale import settings, tracking
 from vlscale.errors import UserError
-from vlscale import tracking
+from vlscale.platform.config import Cell, GridSpec, cell_from_dict
 from vlscale.platform.sweep import ledger
 from vlscale.platform.sweep.lock import DriverLock
-from vlscale.platform.config import Cell, GridSpec, cell_from_dict
 from vlscale.platform.sweep.progress import SweepProgress
 
 

@@ -16,8 +16,8 @@ heartbeat to go stale, since their process table cannot be read from here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vlscale import tracking

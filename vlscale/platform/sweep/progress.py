@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 from ray.tune import Callback
 
-from vlscale.platform.sweep import ledger
 from vlscale.platform.config import format_count
+from vlscale.platform.sweep import ledger
 
 BAR_WIDTH = 28
 
