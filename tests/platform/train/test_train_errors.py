@@ -110,3 +110,27 @@ def test_waiting_for_resources_says_so_once(ray_cluster, synth_shards, tmp_path,
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "waiting for the cluster to grow" in out[0]
     assert "1 GPU" in out[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_setup_user_error_in_a_worker_is_one_user_error_not_retried(ray_cluster, synth_shards,
+                                                                      tmp_path):
+    """Past the driver's checks (here skipped on purpose), a worker that meets a UserError while
+    setting up reports it once; the driver raises it as itself after one attempt."""
+    import yaml
+
+    from vlscale.platform.train.runner import (
+        TrackingTarget, build_trainer, fit_interruptibly, raise_reported_user_error)
+
+    values = yaml.safe_load(cell_yaml(tmp_path, synth_shards / "train", synth_shards).read_text())
+    values["resources"]["max_failures"] = 3
+    cell = cell_from_dict(values)
+    trainer = build_trainer(cell, TrackingTarget(f"http://127.0.0.1:{closed_port()}"),
+                            storage_path=str(tmp_path / "ray"))
+    started = time.monotonic()
+    result = fit_interruptibly(trainer)
+    with pytest.raises(UserError, match="cannot reach the MLflow tracking store"):
+        raise_reported_user_error(result)
+    # One attempt: the worker waits 30 s for the store (open_cell_run's wait_s), never 4 x that.
+    assert time.monotonic() - started < 4 * 30

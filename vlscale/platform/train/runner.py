@@ -220,8 +220,8 @@ def run_cell(cell: Cell, *, tracking_uri: str | None = None, experiment: str | N
                             resume_from=str(resume[0]) if resume else None)
     try:
         result = fit_interruptibly(trainer)
-    except KeyboardInterrupt:
-        mark_interrupted(cell, uri, experiment, "SIGINT (Ctrl-C)")
+    except KeyboardInterrupt as interrupt:  # commands.py raises it for SIGTERM too, named
+        mark_interrupted(cell, uri, experiment, str(interrupt) or "SIGINT (Ctrl-C)")
         raise
     except Exception as error:
         raise_user_error(error)
