@@ -105,8 +105,11 @@ def named_intervals(law, result: "BootstrapResult | None", confidence: float | N
         return None
     level = confidence or result.confidence
     named = law.public_samples(result.samples)
-    return {name: tuple(float(v) for v in percentile_interval(values, level))
-            for name, values in named.items()}
+    intervals: dict[str, tuple[float, float]] = {}
+    for name, values in named.items():
+        low, high = percentile_interval(values, level)
+        intervals[name] = (float(low), float(high))
+    return intervals
 
 
 def resample_points(n_points: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:

@@ -16,13 +16,13 @@ import pandas as pd
 
 from vlscale.analysis import columns as C
 from vlscale.analysis import limits
-from vlscale.analysis.axes import ERROR_MODES, add_compute, add_error
+from vlscale.analysis.axes import ERROR_MODES, ErrorMode, add_compute, add_error
 from vlscale.analysis.bootstrap import BOOTSTRAP_OVER
 from vlscale.analysis.cells import best_per_cell
 from vlscale.analysis.compare import compare
-from vlscale.analysis.fit import METHODS, fit_curve
+from vlscale.analysis.fit import METHODS, LawFit, fit_curve
 from vlscale.analysis.frontier import FRONTIER_METHODS
-from vlscale.analysis.holdout import holdout
+from vlscale.analysis.holdout import HoldoutResult, holdout
 from vlscale.analysis.laws import LAWS
 from vlscale.analysis.plots import figure_paths, plot_fits
 from vlscale.analysis.summary import comparison_record, fit_record, format_text
@@ -257,7 +257,7 @@ def _check_numbers(table: pd.DataFrame, names: list[str], positive: list[str]) -
                             "<= 0: compute must be positive; drop or fix them")
 
 
-def _prepare(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
+def _prepare(args: argparse.Namespace) -> tuple[pd.DataFrame, ErrorMode]:
     """Load, select, aggregate to cells, add compute and error columns, apply the limits."""
     bounds = limits.from_arguments(args)
     table = select(load_table(args.table), parse_where(args.where))
@@ -312,7 +312,8 @@ def _check_fit_options(args: argparse.Namespace) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     _check_fit_options(args)
     table, mode = _prepare(args)
-    fits, heldouts = [], []
+    fits: list[LawFit] = []
+    heldouts: list[HoldoutResult | None] = []
     for label, rows in _groups(table, args.group):
         options = dict(method=args.method, n_bootstrap=args.bootstrap,
                        bootstrap_over=args.bootstrap_over, seed=args.seed,

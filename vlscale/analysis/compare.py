@@ -19,6 +19,7 @@ from scipy.optimize import brentq
 
 from vlscale.analysis.bootstrap import percentile_interval
 from vlscale.analysis.fit import LawFit
+from vlscale.analysis.laws import ComputeLaw
 from vlscale.errors import UserError
 
 Interval = tuple[float, float]
@@ -96,7 +97,8 @@ def _matching_crossings(gap: np.ndarray, grid: np.ndarray, reference: float | No
     return np.where(np.isfinite(distance[rows, best]), np.exp(roots[rows, best]), np.nan)
 
 
-def _multiplier(law_a, params_a, law_b, params_b, x: np.ndarray) -> np.ndarray:
+def _multiplier(law_a: ComputeLaw, params_a: np.ndarray, law_b: ComputeLaw, params_b: np.ndarray,
+                x: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         target = law_b.value(x, params_b)
         return law_a.inverse(target, params_a) / x
@@ -114,6 +116,13 @@ def _interval(values: np.ndarray, confidence: float) -> Interval:
     return float(low), float(high)
 
 
+def _compute_law(fit: LawFit) -> ComputeLaw:
+    """The fit's law, if it has one compute axis (needed to invert it for the multiplier)."""
+    if not isinstance(fit.law, ComputeLaw):
+        raise UserError(f"law '{fit.law.name}' has no single compute axis to compare on")
+    return fit.law
+
+
 def compare(fit_a: LawFit, fit_b: LawFit, *, at: Sequence[float] | None = None,
             search_range: Interval | None = None, confidence: float | None = None) -> Comparison:
     """Compare law A with law B.
@@ -126,28 +135,25 @@ def compare(fit_a: LawFit, fit_b: LawFit, *, at: Sequence[float] | None = None,
     matching crossing of each resample pair (same direction, nearest); it is conditional on one
     existing, and `crossover_probability` is the share of resample pairs that have one.
     """
-    for fit in (fit_a, fit_b):
-        if not hasattr(fit.law, "inverse"):
-            raise UserError(f"law '{fit.law.name}' has no single compute axis to compare on")
+    law_a, law_b = _compute_law(fit_a), _compute_law(fit_b)
     lowest = min(fit_a.x.min(), fit_b.x.min())
     highest = max(fit_a.x.max(), fit_b.x.max())
     search_range = search_range or (float(lowest), float(highest * CROSSOVER_EXTRAPOLATION))
-    at = np.asarray([highest] if at is None else at, dtype=float)
+    computes = np.asarray([highest] if at is None else at, dtype=float)
     roots = crossovers(fit_a, fit_b, search_range)
-    multipliers = _multiplier(fit_a.law, fit_a.param_vector, fit_b.law, fit_b.param_vector, at)
-    exponent_gap = float(fit_a.law.exponent(fit_a.param_vector)
-                         - fit_b.law.exponent(fit_b.param_vector))
-    floor_gap = float(fit_a.law.floor(fit_a.param_vector) - fit_b.law.floor(fit_b.param_vector))
+    multipliers = _multiplier(law_a, fit_a.param_vector, law_b, fit_b.param_vector, computes)
+    exponent_gap = float(law_a.exponent(fit_a.param_vector) - law_b.exponent(fit_b.param_vector))
+    floor_gap = float(law_a.floor(fit_a.param_vector) - law_b.floor(fit_b.param_vector))
 
     pairs = _paired(fit_a, fit_b)
     level = confidence or fit_a.confidence or 0.95
     crossover_ci = probability = exponent_ci = floor_ci = None
-    multiplier_ci: list[Interval | None] = [None] * len(at)
+    multiplier_ci: list[Interval | None] = [None] * len(computes)
     if pairs is not None:
         samples_a, samples_b = pairs
         grid = _log_grid(search_range)
         with np.errstate(all="ignore"):
-            gap = fit_a.law.value(grid, samples_a) - fit_b.law.value(grid, samples_b)
+            gap = law_a.value(grid, samples_a) - law_b.value(grid, samples_b)
         reference, direction = (roots[0], 0.0) if roots else (None, 0.0)
         if roots:
             just_after = np.array([roots[0] * 1.001])
@@ -156,17 +162,16 @@ def compare(fit_a: LawFit, fit_b: LawFit, *, at: Sequence[float] | None = None,
         probability = float(np.mean(np.isfinite(matched)))
         if probability > 0:
             crossover_ci = _interval(matched[np.isfinite(matched)], level)
-        sampled = _multiplier(fit_a.law, samples_a, fit_b.law, samples_b, at)
-        multiplier_ci = [_interval(sampled[:, i], level) for i in range(len(at))]
-        exponent_ci = _interval(fit_a.law.exponent(samples_a) - fit_b.law.exponent(samples_b),
-                                level)
-        floor_ci = _interval(fit_a.law.floor(samples_a) - fit_b.law.floor(samples_b), level)
+        sampled = _multiplier(law_a, samples_a, law_b, samples_b, computes)
+        multiplier_ci = [_interval(sampled[:, i], level) for i in range(len(computes))]
+        exponent_ci = _interval(law_a.exponent(samples_a) - law_b.exponent(samples_b), level)
+        floor_ci = _interval(law_a.floor(samples_a) - law_b.floor(samples_b), level)
     return Comparison(
-        label_a=fit_a.label, label_b=fit_b.label, search_range=tuple(search_range),
+        label_a=fit_a.label, label_b=fit_b.label, search_range=(search_range[0], search_range[1]),
         crossovers=roots, crossover_x=roots[0] if roots else None, crossover_ci=crossover_ci,
         crossover_probability=probability,
         multiplier_at=tuple(MultiplierAt(float(x), float(m), ci)
-                            for x, m, ci in zip(at, multipliers, multiplier_ci)),
+                            for x, m, ci in zip(computes, multipliers, multiplier_ci)),
         exponent_difference=exponent_gap, exponent_difference_ci=exponent_ci,
         floor_difference=floor_gap, floor_difference_ci=floor_ci,
         confidence=level if pairs is not None else None)

@@ -80,7 +80,7 @@ class LawFit:
                          confidence: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Percentile band of the predictions at x; None without a bootstrap."""
         samples = self.predict_samples(x)
-        if samples is None:
+        if samples is None or self.bootstrap is None:
             return None
         return percentile_interval(samples, confidence or self.bootstrap.confidence)
 

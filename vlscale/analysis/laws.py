@@ -64,7 +64,7 @@ class Law(ABC):
         return {name: samples[:, i] for i, name in enumerate(self.param_names)}
 
 
-class _ComputeLaw(Law):
+class ComputeLaw(Law):
     """A law of one compute axis, reported as E = a (C + b)^c + d with absent terms = 0."""
 
     def public_params(self, params: np.ndarray) -> dict[str, float]:
@@ -111,7 +111,7 @@ def _saturating_power(x, a, b, c, n_params: int):
     jacobian[..., 2] = a * power * log_base
     return power, jacobian
 
-class Saturating4(_ComputeLaw):
+class Saturating4(ComputeLaw):
     """E = a (C + b)^c + d, a, b, d >= 0, c <= 0: a power law that bends towards a floor d, with
     an offset b that lets the curve flatten at small compute (Nezhurina et al. 2025)."""
 
@@ -137,7 +137,7 @@ class Saturating4(_ComputeLaw):
                      np.arange(0, 0.001, 0.0005))
 
 
-class Saturating3(_ComputeLaw):
+class Saturating3(ComputeLaw):
     """E = a (C + b)^c: the saturating form without a floor."""
 
     name = "saturating3"
@@ -159,7 +159,24 @@ class Saturating3(_ComputeLaw):
         return _grid(np.arange(0, 100, 5), np.arange(0, 100, 5), np.arange(-0.2, 0, 0.05))
 
 
-class PowerLaw(_ComputeLaw):
+def _power_value(x: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """a C^c, shared by `PowerLaw` and `LogLinear` (same curve, different fitting)."""
+    a, c = _split(params)
+    return a * np.asarray(x, float) ** c
+
+
+def _power_value_and_jacobian(x: np.ndarray,
+                              params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, c = _split(params)
+    log_x = np.log(np.asarray(x, float))
+    power = np.exp(c * log_x)
+    jacobian = np.empty(power.shape + (2,))
+    jacobian[..., 0] = power
+    jacobian[..., 1] = a * power * log_x
+    return a * power, jacobian
+
+
+class PowerLaw(ComputeLaw):
     """E = a C^c (a >= 0, c <= 0), fitted on the linear error scale."""
 
     name = "power"
@@ -169,17 +186,10 @@ class PowerLaw(_ComputeLaw):
     formula = "E = a C^c"
 
     def value(self, x, params):
-        a, c = _split(params)
-        return a * np.asarray(x, float) ** c
+        return _power_value(x, params)
 
     def value_and_jacobian(self, x, params):
-        a, c = _split(params)
-        log_x = np.log(np.asarray(x, float))
-        power = np.exp(c * log_x)
-        jacobian = np.empty(power.shape + (2,))
-        jacobian[..., 0] = power
-        jacobian[..., 1] = a * power * log_x
-        return a * power, jacobian
+        return _power_value_and_jacobian(x, params)
 
     def start_grid(self, x, y):
         """Around the log-log line (a good start), scaled up and down."""
@@ -187,7 +197,7 @@ class PowerLaw(_ComputeLaw):
         return _grid(a * np.array([0.25, 1.0, 4.0]), np.minimum(c + np.array([-0.1, 0, 0.1]), 0))
 
 
-class LogLinear(_ComputeLaw):
+class LogLinear(ComputeLaw):
     """ln E = ln a + c ln C: a straight line in log-log space, fitted in closed form.
 
     Unbounded, so it also serves positive exponents (compute-optimal size vs compute).
@@ -199,8 +209,11 @@ class LogLinear(_ComputeLaw):
     upper = np.array([_INF, _INF])
     formula = "ln E = ln a + c ln C"
 
-    value = PowerLaw.value
-    value_and_jacobian = PowerLaw.value_and_jacobian
+    def value(self, x, params):
+        return _power_value(x, params)
+
+    def value_and_jacobian(self, x, params):
+        return _power_value_and_jacobian(x, params)
 
     def start_grid(self, x, y):
         return np.atleast_2d(self.closed_form(x, y))

@@ -206,12 +206,14 @@ def run_export(args: argparse.Namespace) -> int:
             raise UserError(f"--runs and --out are the same file ({out}): give two names")
     results = load_results(args.tracking_uri, args.sweep, experiment=args.experiment,
                            cache=not args.no_cache)
+    runs = results.runs
+    assert runs is not None, "load_results always lists the cell runs"
     if results.table.empty:
-        raise UserError(f"sweep '{args.sweep}' has {len(results.runs)} cell run(s) but no "
+        raise UserError(f"sweep '{args.sweep}' has {len(runs)} cell run(s) but no "
                         "evaluations yet: nothing to export")
     _write(results.table, out)
     print(f"wrote {len(results.table)} rows ({results.table['run_id'].nunique()} runs) to {out}")
     if args.runs:
-        _write(results.runs, Path(args.runs))
-        print(f"wrote {len(results.runs)} runs to {args.runs}")
+        _write(runs, Path(args.runs))
+        print(f"wrote {len(runs)} runs to {args.runs}")
     return 0

@@ -115,9 +115,9 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
     if sweep is not None:
         parent = reader.find_sweep(sweep, experiment)
         if parent is None:
-            known = ", ".join(reader.sweep_ids()[-12:])
+            recent = ", ".join(reader.sweep_ids()[-12:])
             raise UserError(f"no sweep '{sweep}' in the tracking store {uri} (sweeps there: "
-                            f"{known or 'none'}); check the id or pass --tracking-uri")
+                            f"{recent or 'none'}); check the id or pass --tracking-uri")
     ids = reader.experiment_ids(experiment)
     if experiment is not None and not ids:
         raise UserError(f"no MLflow experiment '{experiment}' in {uri}")

@@ -113,8 +113,9 @@ def as_conditions(where: Mapping[str, Sequence[str]] | Sequence[Condition | str]
     if isinstance(where, Mapping):
         return [Condition(str(k), "=", tuple(str(v) for v in values))
                 for k, values in where.items()]
-    if all(isinstance(c, str) for c in where):
-        return parse_where(list(where))
+    clauses = [c for c in where if isinstance(c, str)]
+    if len(clauses) == len(where):
+        return parse_where(clauses)
     return [c if isinstance(c, Condition) else parse_clause(c) for c in where]
 
 

@@ -175,8 +175,9 @@ class MetricBuffer:
                 while True:
                     now = time.monotonic()
                     has_data = bool(self._metrics or self._tags)
-                    stopping = self._stop_deadline is not None
-                    if stopping and (now >= self._stop_deadline or not has_data):
+                    deadline = self._stop_deadline
+                    stopping = deadline is not None
+                    if deadline is not None and (now >= deadline or not has_data):
                         return
                     if not has_data:
                         self._flush_requested = False
@@ -187,8 +188,8 @@ class MetricBuffer:
                     if has_data and now >= send_at:
                         break
                     wake_at = send_at if has_data else now + self.flush_interval_s
-                    if stopping:
-                        wake_at = min(wake_at, self._stop_deadline)
+                    if deadline is not None:
+                        wake_at = min(wake_at, deadline)
                     self._cond.wait(max(0.01, wake_at - now))
                 tags = dict(itertools.islice(self._tags.items(), MAX_TAGS_PER_CALL))
                 metrics = list(itertools.islice(self._metrics, MAX_METRICS_PER_CALL - len(tags)))

@@ -305,7 +305,11 @@ class CellRunLogger:
         records that step, so a listing knows where each latest evaluation was made."""
         names = {eval_metric_name(task, k): v for k, v in results.items()}
         self.log_metrics(names, samples_seen)
-        stored_task = parse_eval_metric_name(next(iter(names)))[0] if names else task
+        stored_task = task
+        if names:
+            parsed = parse_eval_metric_name(next(iter(names)))
+            assert parsed is not None, "eval_metric_name keys parse back"
+            stored_task = parsed[0]
         self._eval_steps[stored_task] = samples_seen
         self.buffer.set_tags({TAG_EVAL_STEPS: json.dumps(self._eval_steps, sort_keys=True)})
 

@@ -40,7 +40,8 @@ class CellState(str, Enum):
     def __str__(self) -> str:  # the stored value, in f-strings, tables and parquet files alike
         return self.value
 
-    __format__ = str.__format__
+    def __format__(self, format_spec: str) -> str:  # the value, not Enum's "CellState.X"
+        return str.__format__(self.value, format_spec)
 
 
 # --- tags -------------------------------------------------------------------------------------

@@ -217,11 +217,13 @@ def _serve(backend: str, artifacts: str, host: str, port: int, workers: int) -> 
     process = start_server(backend, artifacts, host=host, port=port, workers=workers,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            errors="replace")
+    output = process.stdout
+    assert output is not None, "started with stdout=PIPE"
     recent: collections.deque[str] = collections.deque(maxlen=200)
     announced = threading.Event()
 
     def pump() -> None:  # startup output is kept for the error; later output is shown as is
-        for line in process.stdout:
+        for line in output:
             if announced.is_set():
                 sys.stderr.write(line)
                 sys.stderr.flush()

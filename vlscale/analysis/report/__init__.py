@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from vlscale.analysis.axes import ErrorMode
 from vlscale.analysis.limits import Limits
 from vlscale.analysis.report.build import build_document
 from vlscale.analysis.report.html import render
@@ -71,7 +72,7 @@ def write_report(source: str | Path | pd.DataFrame | SweepResults | None,
                  where: Mapping[str, Sequence[str]] | Sequence[str | Condition] | None = None,
                  bootstrap: int = 200, target_compute: float | None = None,
                  law: str = "saturating4", frontier: str = "pareto_bin",
-                 confidence: float = 0.95, seed: int = 0, error: str | None = None,
+                 confidence: float = 0.95, seed: int = 0, error: ErrorMode | None = None,
                  publish: bool = True, limits: Limits | None = None,
                  progress: Callable[[str], None] | None = _stderr) -> ReportResult:
     """Write the comparison report of `source` to `out_dir`.

@@ -11,6 +11,7 @@ import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,8 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
     title = ", ".join(f"{k}={v}" for k, v in context.items())
     slug = _slug(task, metric, *context.values())
     fits: list[LawFit] = []
-    records, cells_by_group = [], {}
+    records: list[dict[str, Any]] = []
+    cells_by_group: dict[str, pd.DataFrame] = {}
     mode = error_mode(metric, options.error)
     check_value_domain(rows, mode)  # per run, before cells are aggregated and NaNs hide
     noise_by_group: dict[str, Noise] = {}
@@ -141,17 +143,17 @@ def analyse_slice(context: dict[str, str], rows: pd.DataFrame, group: str, task:
         rmse = [e["result"].rmse for e in heldouts if e["group"] in (fit_a.label, fit_b.label)
                 and e["held_out_cells"] == options.holdout_points[0]
                 and not isinstance(e["result"], str) and np.isfinite(e["result"].rmse)]
-        noise = [noise_by_group[f.label].std for f in (fit_a, fit_b)
-                 if noise_by_group[f.label].cells]
+        noise_stds = [noise_by_group[f.label].std for f in (fit_a, fit_b)
+                      if noise_by_group[f.label].cells]
         verdict = decide(fit_a, fit_b, at, beyond, comparison, task=task, metric=metric,
                          context=title, confidence=options.confidence,
                          heldout_rmse=max(rmse, default=None),
-                         noise=max(noise, default=None))
+                         noise=max(noise_stds, default=None))
         verdicts.append(verdict)
         comparisons.append({"a": fit_a.label, "b": fit_b.label, "at": at, "target": beyond,
                             "comparison": comparison_record(comparison),
                             "verdict": verdict.__dict__})
-    allocation = []
+    allocation: list[tuple[str, np.ndarray, np.ndarray, LawFit | None]] = []
     for fit in fits:
         try:
             power = frontier_allocation(cells_by_group[fit.label], C.GFLOPS_TOTAL, "error",
@@ -256,7 +258,7 @@ def build_document(results: SweepResults, options: ReportOptions, out_dir: Path,
     if C.GFLOPS_PER_SAMPLE not in rows.columns:  # a table with total compute only
         rows = rows.assign(**{C.GFLOPS_PER_SAMPLE: rows[C.GFLOPS_TOTAL] / rows[C.SAMPLES_SEEN]})
     grid = grid_cells(results, group, rows)
-    document = {
+    document: dict[str, Any] = {
         "title": f"Which procedure scales better? {task} {metric}".strip(),
         "source": {"kind": "sweep" if results.sweep_id else "table", "name": results.source,
                    "sweep_id": results.sweep_id, "parent_run_id": results.parent_run_id},

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -25,7 +26,7 @@ def _save(figure: Figure, path: str | Path) -> list[Path]:
     return paths
 
 
-def _new_axes() -> tuple[Figure, object]:
+def _new_axes() -> tuple[Figure, Axes]:
     figure = Figure(figsize=(6.5, 4.6), layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()

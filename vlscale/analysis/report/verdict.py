@@ -174,8 +174,9 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
     share = "" if now.probability is None else (
         f"{percent(now.probability)} of {now.resamples} bootstrap resamples")
     conclusive = bool(now.gap_ci is not None and now.gap_ci[0] > 0)
-    known_noise = noise is not None and bool(np.isfinite(noise))
-    within_noise = known_noise and now.gap <= NOISE_MARGIN * noise
+    noise_std: float = math.nan if noise is None else noise
+    known_noise = bool(np.isfinite(noise_std))
+    within_noise = known_noise and now.gap <= NOISE_MARGIN * noise_std
     winner = now.leader if (shown or 0.0) >= MIN_WINNER_PROBABILITY else None
     interval = (f"the {confidence:.0%} interval of the error difference {other} - {now.leader} "
                 f"is{_ci(now.gap_ci)}")
@@ -197,8 +198,8 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
         headline = (f"{winner} scales better than {other} on {on} ({level}, but not "
                     f"conclusive): {where}, its error is lower in {share} and {interval}, but "
                     f"the gap {_g(now.gap)} is within the run-to-run noise (rerunning a cell "
-                    f"with another seed moves it by {_g(noise)} std, so two cells differ by up "
-                    f"to {_g(NOISE_MARGIN * noise)} by chance).")
+                    f"with another seed moves it by {_g(noise_std)} std, so two cells differ by "
+                    f"up to {_g(NOISE_MARGIN * noise_std)} by chance).")
         summary = (f"{winner} scales better than {other} on {on}: {level} ({share}) at "
                    f"{_g(at)} GFLOPs, the largest compute both measured, but not conclusive "
                    f"(the gap is within the run-to-run noise).")
@@ -241,9 +242,9 @@ def decide(fit_a: LawFit, fit_b: LawFit, at: float, target: float,
     if known_noise and heldout_rmse is not None and np.isfinite(heldout_rmse):
         sentences.append(
             f"Held-out check: the laws predict their held-out largest cells with RMSE up to "
-            f"{_g(heldout_rmse)}; rerunning a cell with another seed moves it by {_g(noise)} "
+            f"{_g(heldout_rmse)}; rerunning a cell with another seed moves it by {_g(noise_std)} "
             f"(std): the prediction is "
-            f"{'within' if heldout_rmse <= HELDOUT_NOISE_MARGIN * noise else 'outside'} the "
+            f"{'within' if heldout_rmse <= HELDOUT_NOISE_MARGIN * noise_std else 'outside'} the "
             "run-to-run noise.")
     if heldout_rmse is not None and np.isfinite(heldout_rmse) and heldout_rmse > now.gap:
         sentences.append(f"Caution: the laws predict their held-out largest cells with RMSE up "
