@@ -81,6 +81,19 @@ def wait_for_checkpoint(process: subprocess.Popen, where: Path, log: Path, at_le
     pytest.fail(f"no checkpoint at {at_least} samples within {timeout_s} s:\n{log.read_text()}")
 
 
+def settled_checkpoints(where: Path, quiet_s: float = 15.0, timeout_s: float = 120.0) -> dict:
+    """The fully written checkpoints once no new one appeared for `quiet_s`: after the driver
+    dies, its Ray worker may still write one or two before Ray's reaper ends it."""
+    deadline = time.monotonic() + timeout_s
+    seen, since = fully_written(where), time.monotonic()
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = fully_written(where)
+        if now.keys() != seen.keys():
+            seen, since = now, time.monotonic()
+    return seen
+
+
 def finish(process: subprocess.Popen, log: Path, timeout_s: float) -> str:
     """Wait for the process to exit, then end whatever of its session is left; its output."""
     try:
@@ -106,7 +119,7 @@ def interrupt_then_rerun(shards: Path, where: Path,
     os.kill(first.pid, how)  # the driver only, as Ctrl-C or the OOM killer would
     first_output = finish(first, first_log, timeout_s=60)
     first_returncode = first.returncode
-    newest = max(fully_written(where))
+    newest = max(settled_checkpoints(where))
     between = tracking.list_cell_runs(tracking_uri(where))
     second = start_train(cell, where, second_log)
     second_output = finish(second, second_log, timeout_s=400)
@@ -139,7 +152,8 @@ def check_one_complete_run(where: Path) -> tracking.CellRunRecord:
 def test_ctrl_c_then_rerun_resumes_newest_checkpoint_in_the_same_run(synth_shards, tmp_path):
     first_output, first_returncode, between = interrupt_then_rerun(
         synth_shards, tmp_path, signal.SIGINT)
-    assert first_output.rstrip().splitlines()[-1] == "vlscale train: interrupted", first_output
+    # Ray forwards worker output to the same stream, so the CLI's line need not be the last.
+    assert "vlscale train: interrupted" in first_output.splitlines(), first_output
     assert first_returncode == 130
     (interrupted,) = between
     assert interrupted.status == tracking.CellState.FAILED
