@@ -8,7 +8,12 @@ from pathlib import Path
 import torch
 
 from vlscale.platform.train.checkpointing import (
-    MODEL_FILE, STATE_FILE, is_complete, newest_complete_checkpoint, save_checkpoint)
+    MODEL_FILE,
+    STATE_FILE,
+    is_complete,
+    newest_complete_checkpoint,
+    save_checkpoint,
+)
 
 
 def write(directory: Path, samples: int) -> Path:

@@ -121,7 +121,11 @@ def test_a_setup_user_error_in_a_worker_is_one_user_error_not_retried(ray_cluste
     import yaml
 
     from vlscale.platform.train.runner import (
-        TrackingTarget, build_trainer, fit_interruptibly, raise_reported_user_error)
+        TrackingTarget,
+        build_trainer,
+        fit_interruptibly,
+        raise_reported_user_error,
+    )
 
     values = yaml.safe_load(cell_yaml(tmp_path, synth_shards / "train", synth_shards).read_text())
     values["resources"]["max_failures"] = 3

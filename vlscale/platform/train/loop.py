@@ -28,8 +28,7 @@ from vlscale.errors import UserError
 from vlscale.platform.config import Cell, cell_from_dict
 from vlscale.platform.data import WorkerBatches, open_shards
 from vlscale.platform.models import create_task, model_profile
-from vlscale.platform.train.checkpointing import (
-    is_complete, load_checkpoint, read_state, save_checkpoint)
+from vlscale.platform.train.checkpointing import is_complete, load_checkpoint, read_state, save_checkpoint
 from vlscale.platform.train.evaluate import evaluate_cell, preprocess_for
 from vlscale.platform.train.progress import CellProgress
 from vlscale.platform.train.segments import Segment, learning_rate, plan_segments
