@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -53,3 +54,19 @@ def test_building_the_command_line_imports_no_mlflow_torch_or_ray():
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_train_takes_model_types_and_schedules_from_their_registries(tmp_path):
+    """`vlscale train --model-type` lists the registered families and an unknown one is the
+    registry's one line (a fixed `choices` list would refuse a family registered later)."""
+    help_text = subprocess.run([sys.executable, "-m", "vlscale.cli", "train", "--help"],
+                               capture_output=True, text=True, timeout=120).stdout
+    assert "model family: clip, mammut" in help_text and "schedule: cosine, const" in help_text
+    bad = subprocess.run([sys.executable, "-m", "vlscale.cli", "train", "--model-type", "siglip",
+                          "--arch", "cpu-w32-l1", "--data", str(tmp_path / "none"),
+                          "--samples-seen", "64", "--global-batch", "32", "--lr", "1e-3"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "VLSCALE_HOME": str(tmp_path / "home")})
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "vlscale train: error: unknown model type 'siglip': known: clip, mammut"]

@@ -52,3 +52,19 @@ def test_a_checkpoint_without_manifest_is_incomplete(tmp_path):
     directory = write(tmp_path / "checkpoint_1", 512)
     (directory / "manifest.json").unlink()
     assert newest_complete_checkpoint([directory]) is None
+
+
+def test_a_sweep_resumes_its_cell_from_the_newest_complete_checkpoint(tmp_path):
+    """The sweep driver (an earlier driver's trials under `ray_results/<run>/cell-<hash>*/`)
+    takes the same rule: a torn newer checkpoint is skipped, another cell's is never taken."""
+    from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
+    from vlscale.platform.sweep.driver import latest_checkpoint
+
+    cell = Cell(ModelSpec("clip", "cpu-w32-l1"), DataSpec("d", "/shards"),
+                TrainSpec(samples_seen=16384, global_batch=64, lr=1e-3))
+    assert latest_checkpoint(tmp_path, cell) is None
+    done = write(tmp_path / "sweep-1" / f"cell-{cell.cell_hash}" / "checkpoint_000001", 4096)
+    torn = write(tmp_path / "sweep-2" / f"cell-{cell.cell_hash}" / "checkpoint_000002", 8192)
+    (torn / MODEL_FILE).write_bytes((torn / MODEL_FILE).read_bytes()[:10])
+    write(tmp_path / "sweep-2" / "cell-0123456789ab" / "checkpoint_000003", 12288)
+    assert latest_checkpoint(tmp_path, cell) == str(done)

@@ -132,7 +132,8 @@ def default_concurrency(cells: list[Cell], cpus: float) -> int:
 def cell_trial(config: dict[str, Any]) -> None:
     """The Tune trainable of one cell (module level, so Ray workers can import it)."""
     from vlscale.platform.train.loop import train_cell
-    from vlscale.platform.train.runner import TrackingTarget, build_trainer
+    from vlscale.platform.train.runner import (TrackingTarget, build_trainer,
+                                               raise_reported_user_error)
     from vlscale.platform.train.session import TuneTrialSession
 
     cell = cell_from_dict(config["cell"])
@@ -146,19 +147,19 @@ def cell_trial(config: dict[str, Any]) -> None:
     trainer = build_trainer(cell, TrackingTarget(**config["tracking"]),
                             storage_path=config["storage_path"],
                             callbacks=[TuneReportCallback()])
-    trainer.fit()
+    raise_reported_user_error(trainer.fit())  # a worker's setup UserError fails the trial
 
 
 def latest_checkpoint(storage: Path, cell: Cell) -> str | None:
-    """The furthest checkpoint an earlier driver's trial of this cell left on this storage."""
-    from vlscale.platform.train.checkpointing import read_state
+    """The newest complete checkpoint an earlier driver's trial of this cell left on this storage
+    (`checkpointing.newest_complete_checkpoint`: one being written when its writer died is
+    skipped, so a resume never loads torn weights)."""
+    from vlscale.platform.train.checkpointing import newest_complete_checkpoint
 
-    best, best_samples = None, 0
-    for state_file in storage.glob(f"*/cell-{cell.cell_hash}*/checkpoint_*/state.json"):
-        samples = read_state(state_file.parent).get("samples", 0)
-        if samples > best_samples:
-            best, best_samples = str(state_file.parent), samples
-    return best
+    found = newest_complete_checkpoint(
+        state_file.parent
+        for state_file in storage.glob(f"*/cell-{cell.cell_hash}*/checkpoint_*/state.json"))
+    return str(found[0]) if found is not None and found[1] > 0 else None
 
 
 def _run_tune(grid: GridSpec, launch: list[ledger.LedgerEntry], sweep: tracking.SweepRun,

@@ -90,7 +90,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "both (flags override the file). Example CELL.yaml:\n\n" + EXAMPLE_CELL)
     parser.add_argument("cell", nargs="?", help="YAML file with model, data, train, resources")
     spec = parser.add_argument_group("cell fields (override the file)")
-    spec.add_argument("--model-type", choices=["clip", "mammut"])
+    # Registered names, checked when the cell is built (a model family or schedule registered by
+    # a plugin module is accepted; an unknown one is the registry's one-line error).
+    from vlscale.platform.models.families import model_types
+    from vlscale.platform.train.schedules import SCHEDULES
+
+    spec.add_argument("--model-type", help=f"model family: {', '.join(model_types())}")
     spec.add_argument("--arch", help="architecture (`vlscale models` lists them)")
     spec.add_argument("--data", help="training shards (directory or s3:// URL)")
     spec.add_argument("--eval-data", help="held-out captioned shards (retrieval, losses)")
@@ -100,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     spec.add_argument("--global-batch", type=int)
     spec.add_argument("--lr", type=float)
     spec.add_argument("--warmup-samples", type=int)
-    spec.add_argument("--schedule", choices=["cosine", "const"])
+    spec.add_argument("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES.names())}")
     spec.add_argument("--seed", type=int)
     spec.add_argument("--min-workers", type=int)
     spec.add_argument("--max-workers", type=int)
