@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -22,6 +21,7 @@ from vlscale.testing.synthetic import write_synthetic_sweep
 from vlscale.tracking.server import start_server
 
 from helpers.ports import free_port
+from helpers.processes import stop_group
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -65,13 +65,7 @@ def server(tmp_path_factory):
                 time.sleep(0.5)
         yield base, tracking.find_sweep_parent(uri, SWEEP), root
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+        stop_group(process)
 
 
 @pytest.mark.slow

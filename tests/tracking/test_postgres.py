@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from vlscale.testing.synthetic import ARCH_GFLOPS, CLIP, MAMMUT, write_synthetic_sweep
+
+from helpers.processes import stop_group
 
 VLSCALE = [sys.executable, "-m", "vlscale.cli"]
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -72,15 +73,6 @@ def postgres() -> Iterator[Postgres]:
                         "stop"], timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(base)
 
-
-def stop_group(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
 from vlscale.tracking.server import start_server
 
 from helpers.ports import free_port
+from helpers.processes import stop_group
 
 
 class LocalServer:
@@ -63,12 +64,7 @@ class LocalServer:
         """Stop the server's whole process group (uvicorn workers included)."""
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=20)
+        stop_group(self.process, timeout=20)
         while self.healthy():  # a worker may outlive the parent for a moment
             time.sleep(0.1)
 
@@ -253,12 +249,7 @@ def test_ui_announces_its_url_only_once_the_server_answers(home):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
             assert answer.status == 200
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
+        stop_group(process, timeout=60)
     assert (home / "mlflow.db").exists()
 
 

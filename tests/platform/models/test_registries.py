@@ -6,10 +6,6 @@ it validates, builds, profiles, trains a step and reports its own loss with no o
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import sys
-
 import pytest
 import torch
 
@@ -21,20 +17,9 @@ from vlscale.platform.models.tokenizers import build_tokenizer
 from vlscale.platform.train.steps import Stepper, build_optimizer
 from vlscale.registry import Registry
 
+from helpers.registries import imported
+
 ARCH = "cpu-w32-l1"
-
-
-@contextlib.contextmanager
-def imported(module: str, registry: Registry, name: str):
-    """Import `module` (which registers `name` in `registry`), unregister it afterwards."""
-    sys.modules.pop(module, None)
-    loaded = importlib.import_module(module)
-    try:
-        assert name in registry
-        yield loaded
-    finally:
-        registry.unregister(name)
-        sys.modules.pop(module, None)
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ that the trainer, the grid and the tracking use with no other edit."""
 from __future__ import annotations
 
 import contextlib
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,20 +25,8 @@ from vlscale.platform.train.evaluate import EVALUATORS
 from vlscale.platform.train.loop import train_cell
 from vlscale.platform.train.schedules import SCHEDULES
 from vlscale.platform.train.segments import Segment, learning_rate, plan_segments
-from vlscale.registry import Registry
 
-
-@contextlib.contextmanager
-def imported(module: str, registry: Registry, name: str):
-    """Import `module` (which registers `name` in `registry`), unregister it afterwards."""
-    sys.modules.pop(module, None)
-    loaded = importlib.import_module(module)
-    try:
-        assert name in registry
-        yield loaded
-    finally:
-        registry.unregister(name)
-        sys.modules.pop(module, None)
+from helpers.registries import imported
 
 
 @pytest.fixture
