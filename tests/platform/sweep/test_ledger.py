@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from vlscale import tracking
-from vlscale.platform.config import Cell
+from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
 from vlscale.platform.sweep import ledger
 
 pytestmark = pytest.mark.timeout(300)
@@ -36,7 +36,9 @@ time.sleep(600)
 
 
 def make_cell(samples: int) -> Cell:
-    return eval(CELL_CODE.format(samples=samples))  # noqa: S307 - the child builds the same cell
+    """The cell `CELL_CODE` builds in the owner process (the same hash on both sides)."""
+    return Cell(ModelSpec("clip", "cpu-w32-l1"), DataSpec("synth", "/data/synth"),
+                TrainSpec(samples_seen=samples, global_batch=32, lr=1e-3), procedure="clip-synth")
 
 
 @pytest.fixture(scope="module")
