@@ -132,8 +132,7 @@ def default_concurrency(cells: list[Cell], cpus: float) -> int:
 def cell_trial(config: dict[str, Any]) -> None:
     """The Tune trainable of one cell (module level, so Ray workers can import it)."""
     from vlscale.platform.train.loop import train_cell
-    from vlscale.platform.train.runner import (TrackingTarget, build_trainer,
-                                               raise_reported_user_error)
+    from vlscale.platform.train.runner import TrackingTarget, build_trainer, raise_reported_user_error
     from vlscale.platform.train.session import TuneTrialSession
 
     cell = cell_from_dict(config["cell"])
