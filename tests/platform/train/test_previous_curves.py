@@ -34,6 +34,7 @@ def wait_until_up(uri: str, server: subprocess.Popen, timeout_s: float = 120.0) 
     pytest.fail(f"mlflow server at {uri} did not start within {timeout_s} s")
 
 
+@pytest.mark.slow  # starts and stops a real MLflow server (~20 s)
 @pytest.mark.timeout(300)
 def test_curves_are_continued_and_an_outage_is_not_taken_for_no_curves(tmp_path):
     port = free_port()
