@@ -18,3 +18,12 @@ def stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout)
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a child a test will Ctrl-C: restore SIGINT's default disposition.
+
+    A test run started in the background of a non-interactive shell (`cmd &`, as CI scripts
+    do) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler in the
+    child: the SIGINT the test sends would be dropped and the child run to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -20,6 +20,8 @@ import pytest
 
 from vlscale import tracking
 
+from helpers.processes import default_sigint
+
 SAMPLES, BATCH, PERIOD = 4096, 64, 512
 LOG_EVERY_STEPS = 10  # CellProgress's default: train/loss is logged every 10th step
 
@@ -46,7 +48,8 @@ def start_train(cell: Path, where: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "vlscale.cli", "train", str(cell),
              "--tracking-uri", tracking_uri(where)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=default_sigint)
 
 
 def tracking_uri(where: Path) -> str:
