@@ -39,7 +39,7 @@ REPORT = {"report_task": "zeroshot", "report_metric": "acc1",
 
 def add_data_argument(parser: argparse.ArgumentParser, extra: str = "") -> None:
     """`--data`: the synthetic shard root, under the vlscale state directory by default."""
-    parser.add_argument("--data", default=str(settings.state_dir() / "data" / "synth"),
+    parser.add_argument("--data", default=str(settings.data_dir() / "synth"),
                         help=f"synthetic shard root (train/, eval/, zeroshot/{extra}); written "
                              "if missing (default: .vlscale/data/synth)")
 

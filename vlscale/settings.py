@@ -17,6 +17,14 @@ def state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV, ".vlscale")).expanduser().resolve()
 
 
+def data_dir() -> Path:
+    """Where vlscale's own jobs keep shards by default: `data/` under the state directory.
+
+    The one part of the state directory a data writer may write into (the rest holds the
+    store, artifacts, Ray results and caches)."""
+    return state_dir() / "data"
+
+
 def embedded_tracking_uri() -> str:
     """The embedded MLflow store: a SQLite database under the state directory (no server)."""
     return f"sqlite:///{state_dir() / 'mlflow.db'}"

@@ -94,6 +94,25 @@ def test_the_default_state_directory_is_refused(workspace):
              "VLSCALE_HOME")
 
 
+@pytest.mark.parametrize("out", [".vlscale/mlartifacts", ".vlscale/cache/x", ".vlscale/datasets"])
+def test_the_state_directory_outside_its_data_folder_is_refused(workspace, out):
+    _refused(workspace, ["synth", out, *TINY], "state directory", "data")
+
+
+def test_the_data_folder_of_an_existing_state_directory_is_written(workspace):
+    """Where the CPU jobs keep their shards by default (settings.data_dir): synth, then degrade
+    beside it, with the state directory (and its store) already there."""
+    store = tree_state(workspace / ".vlscale")
+    result = run_cli(["data", "synth", ".vlscale/data/synth", *TINY], workspace)
+    assert result.returncode == 0, result.stderr
+    result = run_cli(["data", "degrade", ".vlscale/data/synth/train", ".vlscale/data/synth/worse",
+                      "--swap-captions", "0.5"], workspace)
+    assert result.returncode == 0, result.stderr
+    assert (workspace / ".vlscale" / "data" / "synth" / "worse" / "dataset.json").is_file()
+    after = tree_state(workspace / ".vlscale")
+    assert {k: v for k, v in after.items() if not k.startswith("data")} == store
+
+
 def test_a_folder_holding_vlscale_home_is_refused(workspace):
     home = workspace / "place" / "state"
     home.mkdir(parents=True)

@@ -5,8 +5,9 @@ state directory, a folder of notes) used to cost data before anything was even v
 writer (synth, fashion, import, degrade) therefore goes through `staged_output`:
 
 - the output is checked before anything is touched: it must not be, contain or lie inside an
-  input, must not be or contain the working directory, must not be, contain or lie inside the
-  state directory (when it exists), must not be a file, a symbolic link or read-only, and with
+  input, must not be or contain the working directory, must not be or contain the state
+  directory (when it exists) nor lie inside it outside its `data/` folder (`settings.data_dir`,
+  where vlscale's own jobs keep shards), must not be a file, a symbolic link or read-only, and with
   `--overwrite` an existing folder must look like shards (`looks_like_shards`);
 - the writer writes into a fresh hidden sibling folder; only when it has finished is the old
   folder renamed aside, the new one renamed in, and the old one removed. A failure or an
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from vlscale.errors import UserError
 from vlscale.platform.data.schema import MANIFEST_NAME
-from vlscale.settings import STATE_DIR_ENV, state_dir
+from vlscale.settings import STATE_DIR_ENV, data_dir, state_dir
 
 SHARD_SUFFIX = ".parquet"
 STAGING_PREFIX = ".vlscale-staging-"
@@ -92,10 +93,12 @@ def check_output(out: Path, *, overwrite: bool, inputs: Sequence[Path] = ()) -> 
         raise UserError(f"the output {target} is or contains the working directory; choose a new "
                         "sub-folder such as data/synth")
     state = state_dir()
-    if state.exists() and _related(target, state):  # absent, it holds nothing to lose
+    data = data_dir()
+    inside_data = data in target.parents
+    if state.exists() and _related(target, state) and not inside_data:  # absent: nothing to lose
         raise UserError(f"the output {target} is, contains or lies inside the vlscale state "
-                        f"directory {state} (${STATE_DIR_ENV} or ./.vlscale); choose another "
-                        "output folder")
+                        f"directory {state} (${STATE_DIR_ENV} or ./.vlscale) outside its data "
+                        f"folder; choose another output folder, e.g. {data / 'synth'}")
     existing = next((p for p in (target, *target.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise UserError(f"the output {target} is or lies under the existing file {existing}; "
