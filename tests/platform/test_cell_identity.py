@@ -102,8 +102,16 @@ def test_each_hashed_field_changes_the_hash(section, name):
     other = dataclasses.replace(
         base, **{section: dataclasses.replace(spec, **{name: changed(getattr(spec, name))})})
     role = identity_role(type(spec), name)
-    assert role in (EXPERIMENT, ADDED, LEGACY_HASHED)  # no operational field in these (yet)
-    assert other.cell_hash != base.cell_hash
+    if role == OPERATIONAL:  # provenance (train.settings_source): the same experiment
+        assert (section, name) in OPERATIONAL_SPEC_FIELDS
+        assert other.cell_hash == base.cell_hash
+    else:
+        assert role in (EXPERIMENT, ADDED, LEGACY_HASHED)
+        assert other.cell_hash != base.cell_hash
+
+
+OPERATIONAL_SPEC_FIELDS = {("train", "settings_source")}
+"""The only operational fields outside ResourceSpec: where the settings came from."""
 
 
 def test_legacy_hashed_fields_are_the_known_two():

@@ -21,7 +21,8 @@ def test_mlflow_tags_equal_mlflow_constants():
 
 def test_cell_states_keep_the_stored_values():
     # Existing stores hold these strings in `vlscale.status`: they must read back as the enum.
-    assert [s.value for s in schema.CellState] == ["running", "finished", "failed", "stale"]
+    assert [s.value for s in schema.CellState] == ["running", "finished", "failed", "stale",
+                                                   "stopped"]
     assert schema.CellState("finished") is schema.CellState.FINISHED
     assert schema.CellState.FAILED == "failed" and {"failed": 1}[schema.CellState.FAILED] == 1
     assert f"{schema.CellState.STALE:<6}|" == "stale |" and str(schema.CellState.RUNNING) == "running"

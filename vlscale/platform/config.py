@@ -45,6 +45,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from vlscale.errors import UserError
+from vlscale.provenance import SettingSource, format_sources, parse_sources
 
 MAP_VIZ2TXT_INITS: tuple[str, ...] = ("normal", "fan_in")
 LOGIT_SCALE_CLAMPS: tuple[str, ...] = ("param", "loss")
@@ -215,6 +216,11 @@ class TrainSpec:
     a deviation that saves the extra no-grad forward but makes the loss depend on micro_batch
     and on the worker count. Identical when micro_batch is 0 or the whole per-worker batch.
     Experiment, added later: hashed only when not "global"."""
+    settings_source: str = operational_setting("")
+    """Where lr, global_batch, warmup_samples and beta2 came from (`vlscale.provenance`: set by
+    hand, the best point of a tuning sweep, or its fitted optimum law), so a report can say
+    whether the procedures it compares were tuned alike. Operational: provenance, not the
+    experiment (the same values by hand or from tuning train the same cell)."""
 
     def __post_init__(self) -> None:
         _check_field_types(self)
@@ -254,10 +260,18 @@ class Cell:
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     procedure: str = ""
     """Human name of the procedure this cell belongs to (e.g. "mammut-synth-cosine")."""
+    label: str = ""
+    """What tells this cell from its neighbours in a run name, beyond model type, architecture
+    and samples seen (a tuning point's "lr=0.002 bs=64"). Not part of the identity."""
 
     def experiment_dict(self) -> dict[str, Any]:
         """Every field that defines the experiment (resources excluded), as plain JSON types."""
         return {"model": _plain(self.model), "data": _plain(self.data), "train": _plain(self.train)}
+
+    def config_dict(self) -> dict[str, Any]:
+        """Everything `cell_from_dict` rebuilds the cell from (a trial's or worker's config)."""
+        return self.experiment_dict() | {"procedure": self.procedure, "label": self.label,
+                                         "resources": dataclasses.asdict(self.resources)}
 
     def identity_payload(self) -> dict[str, Any]:
         """What `cell_hash` hashes (identity version `IDENTITY_VERSION`): per section, the fields
@@ -273,8 +287,9 @@ class Cell:
 
     @property
     def run_name(self) -> str:
-        """Readable MLflow run name: model type, architecture, samples seen."""
-        return f"{self.model.model_type}-{self.model.arch}-{format_count(self.train.samples_seen)}"
+        """Readable MLflow run name: model type, architecture, samples seen (and the label)."""
+        name = f"{self.model.model_type}-{self.model.arch}-{format_count(self.train.samples_seen)}"
+        return f"{name} {self.label}" if self.label else name
 
     def flat_params(self) -> dict[str, Any]:
         """Flat `section.field` parameters for tracking."""
@@ -320,6 +335,10 @@ class Cell:
                                      ("contrastive_batch", t.contrastive_batch, CONTRASTIVE_BATCHES)):
             if value not in allowed:
                 raise UserError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        try:
+            parse_sources(t.settings_source)
+        except ValueError as error:
+            raise UserError(f"train.settings_source: {error}") from None
         if schedule.eval_points:
             bad = [p for p in t.eval_points if not 0 < p <= t.samples_seen]
             if bad:
@@ -450,7 +469,7 @@ def cell_from_dict(values: dict[str, Any]) -> Cell:
     Unknown keys are an error rather than silently ignored: a typo must not change the experiment.
     """
     sections = {"model": ModelSpec, "data": DataSpec, "train": TrainSpec, "resources": ResourceSpec}
-    unknown = set(values) - set(sections) - {"procedure"}
+    unknown = set(values) - set(sections) - {"procedure", "label"}
     if unknown:
         raise UserError(f"unknown cell section(s) {sorted(map(str, unknown))}; expected "
                         f"{', '.join(sections)} (and procedure)")
@@ -473,10 +492,12 @@ def cell_from_dict(values: dict[str, Any]) -> Cell:
             raise UserError(f"cell section {section!r} lacks {', '.join(missing)} (required: "
                             f"{', '.join(required)})")
         built[section] = spec_type(**given)
-    procedure = values.get("procedure", "")
-    if not isinstance(procedure, str):
-        raise UserError(f"procedure: {procedure!r} is not a string (quote it in YAML)")
-    return Cell(procedure=procedure, **built)
+    names = {}
+    for key in ("procedure", "label"):
+        names[key] = values.get(key, "")
+        if not isinstance(names[key], str):
+            raise UserError(f"{key}: {names[key]!r} is not a string (quote it in YAML)")
+    return Cell(**names, **built)
 
 
 @dataclass(frozen=True)
@@ -496,6 +517,10 @@ class Procedure:
     A procedure that repeats another with other seeds (e.g. "clean-repeat") measures how far
     two laws of the *same* procedure differ by chance: a comparison must not call that
     difference conclusive."""
+    sizes: dict[str, SizeSettings] | None = None
+    """Per-architecture settings of this procedure alone (e.g. `tuned_sizes` of a tuning sweep:
+    each procedure has its own optimum); None = the grid's `sizes`. Architectures it lacks fall
+    back to the grid's."""
 
 
 @dataclass(frozen=True)
@@ -505,6 +530,20 @@ class SizeSettings:
     lr: float
     global_batch: int
     warmup_samples: int = 0
+    beta2: float | None = None
+    """AdamW beta2 (None: TrainSpec's default, or the grid's `train_overrides`)."""
+    sources: tuple[tuple[str, SettingSource], ...] = ()
+    """Where each setting came from ((setting, source) pairs; a setting absent here was set by
+    hand). Set by `tuned_sizes`; written to every cell as `train.settings_source`."""
+
+    def train_fields(self) -> dict[str, Any]:
+        """The TrainSpec fields these settings give a cell."""
+        fields: dict[str, Any] = {"lr": self.lr, "global_batch": self.global_batch,
+                                  "warmup_samples": self.warmup_samples,
+                                  "settings_source": format_sources(dict(self.sources))}
+        if self.beta2 is not None:
+            fields["beta2"] = self.beta2
+        return fields
 
 
 @dataclass(frozen=True)
@@ -542,6 +581,16 @@ class GridSpec:
     report_frontier: str = "pareto_bin"
     """Frontier for the report's fits: "pareto_bin" (the paper's; its bins start at 1500 GFLOPs,
     so it suits the paper ladder), "pareto_naive" or "none"."""
+    kind: ClassVar[str] = "grid"
+    """The sweep kind (`tracking.SWEEP_GRID`; a `TuningSpec` is the other kind)."""
+
+    def sweep_params(self, cells: list[Cell]) -> dict[str, Any]:
+        """The sweep parent run's params."""
+        return {"grid.name": self.name, "grid.cells": len(cells),
+                "grid.procedures": ",".join(p.name for p in self.procedures),
+                "grid.architectures": ",".join(self.architectures),
+                "grid.samples_seen": ",".join(str(s) for s in sorted(self.samples_seen)),
+                "grid.seeds": ",".join(str(s) for s in self.seeds)}
 
     def cells(self) -> list[Cell]:
         cells = []
@@ -550,10 +599,15 @@ class GridSpec:
                                 contrastive_weight=procedure.contrastive_weight,
                                 map_viz2txt_init=procedure.map_viz2txt_init)
             for arch in self.architectures:
-                settings = self.sizes.get(arch)
+                settings = (procedure.sizes or {}).get(arch) or self.sizes.get(arch)
                 if settings is None:
                     raise UserError(f"grid {self.name!r}: no SizeSettings for architecture "
                                     f"{arch!r}; add it to `sizes`")
+                size_fields = settings.train_fields()
+                clash = sorted(set(size_fields) & set(self.train_overrides))
+                if clash:
+                    raise UserError(f"grid {self.name!r}: {', '.join(clash)} set both per size "
+                                    f"({arch}) and in train_overrides; keep one")
                 from vlscale.platform.train.schedules import lr_schedule
 
                 runs = ([(max(self.samples_seen), tuple(sorted(self.samples_seen)))]
@@ -566,11 +620,9 @@ class GridSpec:
                 for seed in seeds:
                     for samples, eval_points in runs:
                         train = TrainSpec(
-                            samples_seen=samples, global_batch=settings.global_batch,
-                            lr=settings.lr, warmup_samples=settings.warmup_samples,
-                            schedule=procedure.schedule, eval_points=eval_points,
-                            cooldown_fraction=self.cooldown_fraction, seed=seed,
-                            **self.train_overrides)
+                            samples_seen=samples, schedule=procedure.schedule,
+                            eval_points=eval_points, cooldown_fraction=self.cooldown_fraction,
+                            seed=seed, **size_fields, **self.train_overrides)
                         cells.append(Cell(
                             model=ModelSpec(procedure.model_type, arch, **model_kwargs),
                             data=procedure.data, train=train, resources=self.resources,

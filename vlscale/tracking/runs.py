@@ -61,10 +61,13 @@ from vlscale.tracking.schema import (
     PARAM_DATASET_PREFIX,
     SPILL_DIR_NAME,
     STALE_AFTER_S,
+    SWEEP_GRID,
+    SWEEP_KINDS,
     TAG_ATTEMPTS,
     TAG_CELL_HASH,
     TAG_CELL_SPEC,
     TAG_CHECKPOINT,
+    TAG_DESCRIPTION,
     TAG_DRIVER,
     TAG_ERROR,
     TAG_EVAL_STEPS,
@@ -77,6 +80,7 @@ from vlscale.tracking.schema import (
     TAG_PROCEDURE,
     TAG_STATUS,
     TAG_SWEEP_ID,
+    TAG_SWEEP_KIND,
     TAG_WORLD_SIZES,
     CellState,
     check_metric_name,
@@ -132,6 +136,7 @@ __all__ = [
     "CellRunRecord",
     "list_cell_runs",
     "find_cell_run",
+    "mark_cell_stopped",
     "read_metric_history",
     "read_eval_history",
     "read_curves",
@@ -191,6 +196,8 @@ class SweepRun:
     sweep_id: str
     run_id: str
     experiment_id: str
+    kind: str = SWEEP_GRID
+    """What the sweep is for (`SWEEP_KINDS`); tagged on its parent and on every cell run."""
 
     def finish(self, status: CellState = CellState.FINISHED, deadline_s: float = 60.0) -> bool:
         """Mark the sweep finished or failed (tag and MLflow status); False if the store is down."""
@@ -234,12 +241,21 @@ class SweepRun:
 def start_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
                        experiment_name: str | None = None,
                        params: Mapping[str, Any] | None = None,
-                       tags: Mapping[str, str] | None = None) -> SweepRun:
-    """Create the sweep's parent run, or reopen it when the sweep runs again (status running)."""
+                       tags: Mapping[str, str] | None = None,
+                       kind: str = SWEEP_GRID) -> SweepRun:
+    """Create the sweep's parent run, or reopen it when the sweep runs again (status running).
+
+    A sweep id names one kind of sweep: reopening a grid as a tuning sweep (or the reverse) is
+    refused, since its runs would mix two meanings."""
     quote(sweep_id)
+    if kind not in SWEEP_KINDS:
+        raise ValueError(f"unknown sweep kind {kind!r}; use one of {', '.join(SWEEP_KINDS)}")
     client, uri = connect(tracking_uri)
     name = experiment_name or default_experiment_name(sweep_id)
     existing = find_sweep_parent(uri, sweep_id)
+    if existing is not None and existing.kind != kind:
+        raise UserError(f"sweep {sweep_id!r} in {uri} is a {existing.kind} sweep, not a {kind} "
+                        "sweep; give this one another name")
     now_tags = {TAG_STATUS: CellState.RUNNING.value, TAG_HEARTBEAT: _now()} | dict(tags or {})
     if existing is not None:
         client.update_run(existing.run_id, status="RUNNING")
@@ -247,12 +263,12 @@ def start_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
         client.log_batch(existing.run_id, tags=[RunTag(k, str(v)) for k, v in now_tags.items()])
         return existing
     experiment_id = get_or_create_experiment(client, uri, name)
-    run_tags = {TAG_KIND: KIND_SWEEP, TAG_SWEEP_ID: sweep_id} | now_tags
+    run_tags = {TAG_KIND: KIND_SWEEP, TAG_SWEEP_ID: sweep_id, TAG_SWEEP_KIND: kind} | now_tags
     if (version := tracking_store.code_version()) is not None:
         run_tags[TAG_GIT_COMMIT] = version.removesuffix("-dirty")
     run = client.create_run(experiment_id, tags=run_tags, run_name=sweep_id)
     _log_params_once(client, run.info.run_id, params or {})
-    return SweepRun(uri, sweep_id, run.info.run_id, experiment_id)
+    return SweepRun(uri, sweep_id, run.info.run_id, experiment_id, kind)
 
 
 def find_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
@@ -261,7 +277,8 @@ def find_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
     query = f"tags.`{TAG_KIND}` = '{KIND_SWEEP}' AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
     client, uri = connect(tracking_uri)
     for run in search_all_runs(client, experiment_ids(client, experiment_name), query, 1):
-        return SweepRun(uri, sweep_id, run.info.run_id, run.info.experiment_id)
+        return SweepRun(uri, sweep_id, run.info.run_id, run.info.experiment_id,
+                        run.data.tags.get(TAG_SWEEP_KIND, SWEEP_GRID))
     return None
 
 
@@ -428,7 +445,8 @@ def open_cell_run(cell: Cell, *, sweep: SweepRun | None = None, tracking_uri: st
                            TAG_CELL_SPEC: json.dumps(cell.experiment_dict(), sort_keys=True),
                            TAG_PROCEDURE: cell.procedure, TAG_ATTEMPTS: "1"}
         if sweep is not None:
-            tags |= {TAG_SWEEP_ID: sweep.sweep_id, TAG_PARENT_RUN_ID: sweep.run_id}
+            tags |= {TAG_SWEEP_ID: sweep.sweep_id, TAG_PARENT_RUN_ID: sweep.run_id,
+                     TAG_SWEEP_KIND: sweep.kind}
         if version:
             tags[TAG_GIT_COMMIT] = version.removesuffix("-dirty")
         run = client.create_run(experiment_id, tags=tags, run_name=cell.run_name)
@@ -492,13 +510,13 @@ class CellRunRecord:
 
     def state(self, stale_after_s: float = STALE_AFTER_S,
               now: float | None = None) -> CellState:
-        """finished, failed, running, or stale (running, but silent for stale_after_s).
+        """finished, stopped, failed, running, or stale (running, but silent for stale_after_s).
 
         The status tag is written after the metrics are flushed, so "finished" means complete.
         A run MLflow ended without vlscale's tag (killed, or ended by other code) is "failed".
         """
-        if self.status == CellState.FINISHED:
-            return CellState.FINISHED
+        if self.status in (CellState.FINISHED, CellState.STOPPED):
+            return CellState(self.status)
         if self.status == CellState.FAILED or self.mlflow_status != "RUNNING":
             return CellState.FAILED
         silent = (now or time.time()) - self.last_sign_of_life
@@ -548,6 +566,20 @@ def list_cell_runs(tracking_uri: str | None, sweep_id: str | None = None, *,
     client, _ = connect(tracking_uri)
     runs = search_all_runs(client, experiment_ids(client, experiment_name), query, page_size)
     return [record_from_run(run) for run in runs]
+
+
+def mark_cell_stopped(tracking_uri: str | None, sweep_id: str, cell_hash: str,
+                      reason: str) -> bool:
+    """Mark a cell's run `STOPPED` (ended early by its search's scheduler) unless it already
+    ended; True when it was marked. The driver calls it for the trials Tune stopped, since a
+    stopped trial's process may be torn down before it can say so itself."""
+    client, _ = connect(tracking_uri)
+    run = _find_cell_run(client, experiment_ids(client, None), cell_hash, sweep_id)
+    if run is None or run.data.tags.get(TAG_STATUS) in (CellState.FINISHED.value,
+                                                        CellState.STOPPED.value):
+        return False
+    client.set_tag(run.info.run_id, TAG_DESCRIPTION, reason)
+    return _terminate(client, run.info.run_id, CellState.STOPPED, None, 60.0)
 
 
 def find_cell_run(tracking_uri: str | None, cell_hash: str, *, sweep_id: str | None = None,
@@ -634,15 +666,17 @@ def _terminate(client: MlflowClient, run_id: str, status: CellState, error: str 
 
     def terminate() -> None:
         client.log_batch(run_id, tags=tags)
-        client.set_terminated(run_id, "FINISHED" if status == CellState.FINISHED else "FAILED")
+        client.set_terminated(run_id, "FAILED" if status == CellState.FAILED else "FINISHED")
 
     return call_with_retry(terminate, deadline_s, f"marking run {run_id} {status}")[0]
 
 
 def _check_status(status: CellState | str) -> CellState:
-    """The final state a run may be given (a bug if it is anything else)."""
-    if status not in (CellState.FINISHED, CellState.FAILED):
-        raise ValueError(f"status must be CellState.FINISHED or CellState.FAILED, got {status!r}")
+    """The final state a run may be given (a bug if it is anything else). A stopped run ends with
+    MLflow status FINISHED: it did what its search asked of it."""
+    if status not in (CellState.FINISHED, CellState.FAILED, CellState.STOPPED):
+        raise ValueError("status must be CellState.FINISHED, FAILED or STOPPED, got "
+                         f"{status!r}")
     return CellState(status)
 
 
@@ -721,21 +755,27 @@ class StoreReader:
         """The declared cells (`ARTIFACT_GRID`) of a sweep's parent run, or None when the sweep
         never logged one. Any other failure (store down, unreadable file) is raised: a report
         must not silently lose its missing cells."""
+        return self.parent_json(parent_run_id, ARTIFACT_GRID)
+
+    def parent_json(self, parent_run_id: str, artifact: str) -> Any:
+        """A JSON artifact of a sweep's parent run (e.g. `ARTIFACT_GRID`,
+        `ARTIFACT_BEST_SETTINGS`), or None when the run has no such file; any other failure
+        is a UserError."""
         quiet = PROGRESS_BAR_ENV not in os.environ
         if quiet:  # MLflow draws a progress bar for every download, even of one small file
             os.environ[PROGRESS_BAR_ENV] = "false"
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                local = self.client.download_artifacts(parent_run_id, ARTIFACT_GRID, tmp)
+                local = self.client.download_artifacts(parent_run_id, artifact, tmp)
             except MlflowException as error:
                 if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
                     return None
-                raise UserError(f"cannot read {ARTIFACT_GRID} of run {parent_run_id} from "
+                raise UserError(f"cannot read {artifact} of run {parent_run_id} from "
                                 f"{self.uri}: {_first_line(error)}") from error
             except FileNotFoundError:  # a local artifact store reports a missing file this way
                 return None
             except OSError as error:
-                raise UserError(f"cannot read {ARTIFACT_GRID} of run {parent_run_id} from "
+                raise UserError(f"cannot read {artifact} of run {parent_run_id} from "
                                 f"{self.uri}: {_first_line(error)}") from error
             finally:
                 if quiet:

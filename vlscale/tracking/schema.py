@@ -13,7 +13,9 @@ import re
 from enum import Enum
 
 __all__ = [
-    "TAG_KIND", "KIND_SWEEP", "KIND_CELL", "TAG_SWEEP_ID", "TAG_CELL_HASH", "TAG_CELL_SPEC",
+    "TAG_KIND", "KIND_SWEEP", "KIND_CELL", "TAG_SWEEP_KIND", "SWEEP_GRID", "SWEEP_TUNING",
+    "SWEEP_KINDS", "ARTIFACT_TUNING_DIR", "ARTIFACT_BEST_SETTINGS", "TAG_SWEEP_ID",
+    "TAG_CELL_HASH", "TAG_CELL_SPEC",
     "TAG_PROCEDURE", "TAG_STATUS", "CellState", "TAG_HEARTBEAT", "TAG_DRIVER", "TAG_OWNER",
     "TAG_ATTEMPTS", "TAG_WORLD_SIZES", "TAG_EVAL_STEPS", "TAG_CHECKPOINT", "TAG_ERROR",
     "TAG_PARAMS_CHANGED", "TAG_REPORT", "TAG_VERDICT", "TAG_PARENT_RUN_ID", "TAG_GIT_COMMIT",
@@ -29,13 +31,16 @@ __all__ = [
 
 
 class CellState(str, Enum):
-    """State of a cell's run. The first three are `TAG_STATUS` values as stored; `STALE` is never
-    stored: it is a running run whose heartbeat stopped or whose owning process is gone."""
+    """State of a cell's run. All but `STALE` are `TAG_STATUS` values as stored; `STALE` is never
+    stored: it is a running run whose heartbeat stopped or whose owning process is gone.
+    `STOPPED`: ended early on purpose by a tuning search's scheduler (ASHA), a final state a
+    sweep never relaunches (its trial lost to others at a rung; it did not fail)."""
 
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
     STALE = "stale"
+    STOPPED = "stopped"
 
     def __str__(self) -> str:  # the stored value, in f-strings, tables and parquet files alike
         return self.value
@@ -48,6 +53,16 @@ class CellState(str, Enum):
 TAG_KIND = "vlscale.kind"
 KIND_SWEEP = "sweep"
 KIND_CELL = "cell"
+TAG_SWEEP_KIND = "vlscale.sweep_kind"
+"""On a sweep's parent and every cell run of it: what the sweep is for (`SWEEP_KINDS`)."""
+SWEEP_GRID, SWEEP_TUNING = "grid", "tuning"
+SWEEP_KINDS = (SWEEP_GRID, SWEEP_TUNING)
+"""grid: a scaling-law grid (its report fits laws); tuning: a per-size hyper-parameter search
+(its report picks the best settings per size and fits laws for the optimum)."""
+ARTIFACT_TUNING_DIR = "tuning"
+ARTIFACT_BEST_SETTINGS = "tuning/best_settings.json"
+"""The tuning report's best settings and optimum laws, on the tuning sweep's parent run (the
+file a grid's `tuned_sizes` reads)."""
 TAG_SWEEP_ID = "vlscale.sweep_id"
 TAG_CELL_HASH = "vlscale.cell_hash"
 TAG_CELL_SPEC = "vlscale.cell"

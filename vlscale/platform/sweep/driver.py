@@ -22,6 +22,11 @@ from vlscale.platform.config import Cell, GridSpec, cell_from_dict
 from vlscale.platform.sweep import ledger
 from vlscale.platform.sweep.lock import DriverLock
 from vlscale.platform.sweep.progress import SweepProgress
+from vlscale.platform.sweep.tuning import SEARCHES, TuningSpec
+
+SweepSpec = GridSpec | TuningSpec
+"""What a sweep runs: a scaling-law grid or a per-size tuning search (both give cells, a name,
+the parent run's params, and say which report ends them)."""
 
 
 @dataclass
@@ -53,7 +58,7 @@ def architecture_gflops(cells: list[Cell]) -> dict[str, float]:
             model_profile(c.model.model_type, c.model.arch).gflops for c in cells}
 
 
-def validate_grid(grid: GridSpec, check_data: bool = True) -> list[Cell]:
+def validate_grid(grid: SweepSpec, check_data: bool = True) -> list[Cell]:
     """Every cell valid, known and runnable (data present), before anything is launched."""
     from vlscale.platform.models import list_architectures
     from vlscale.platform.train.runner import check_cell
@@ -64,14 +69,14 @@ def validate_grid(grid: GridSpec, check_data: bool = True) -> list[Cell]:
     return cells
 
 
-def read_ledger(grid: GridSpec, cells: list[Cell], options: SweepOptions,
+def read_ledger(grid: SweepSpec, cells: list[Cell], options: SweepOptions,
                 driver_gone: bool = False) -> list[ledger.LedgerEntry]:
     records = tracking.list_cell_runs(settings.tracking_uri(options.tracking_uri), grid.name)
     return ledger.classify(cells, records, architecture_gflops(cells),
                            stale_after_s=options.stale_after_s, driver_gone=driver_gone)
 
 
-def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
+def run_sweep(grid: SweepSpec, options: SweepOptions) -> SweepOutcome:
     from vlscale.platform.cluster import cluster_cpus, ensure_ray
 
     cells = validate_grid(grid)
@@ -81,7 +86,8 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
 
     for cell in cells:  # refuse resources the cluster lacks instead of waiting forever
         check_cluster_fits(cell)
-    sweep = tracking.start_sweep_parent(uri, grid.name, params=_grid_params(grid, cells))
+    sweep = tracking.start_sweep_parent(uri, grid.name, params=grid.sweep_params(cells),
+                                        kind=grid.kind)
     with DriverLock(sweep) as lock:
         sweep.log_grid(tracking.grid_manifest(cells, architecture_gflops(cells)))
         entries = read_ledger(grid, cells, options, driver_gone=bool(lock.previous))
@@ -94,18 +100,10 @@ def run_sweep(grid: GridSpec, options: SweepOptions) -> SweepOutcome:
         outcome = SweepOutcome(entries, launched=len(launch))
         print(ledger.format_ledger(entries), flush=True)
         if options.report and (result := _report(grid, sweep, options)) is not None:
-            outcome.report_path, outcome.verdicts = result.html, list(result.verdicts)
-        complete = all(e.state == ledger.FINISHED for e in entries)
+            outcome.report_path, outcome.verdicts = result
+        complete = all(e.state in ledger.DONE for e in entries)
         sweep.finish(tracking.CellState.FINISHED if complete else tracking.CellState.FAILED)
         return outcome
-
-
-def _grid_params(grid: GridSpec, cells: list[Cell]) -> dict[str, Any]:
-    return {"grid.name": grid.name, "grid.cells": len(cells),
-            "grid.procedures": ",".join(p.name for p in grid.procedures),
-            "grid.architectures": ",".join(grid.architectures),
-            "grid.samples_seen": ",".join(str(s) for s in sorted(grid.samples_seen)),
-            "grid.seeds": ",".join(str(s) for s in grid.seeds)}
 
 
 def trial_resources(cell: Cell) -> dict[str, float]:
@@ -161,7 +159,7 @@ def latest_checkpoint(storage: Path, cell: Cell) -> str | None:
     return str(found[0]) if found is not None and found[1] > 0 else None
 
 
-def _run_tune(grid: GridSpec, launch: list[ledger.LedgerEntry], sweep: tracking.SweepRun,
+def _run_tune(grid: SweepSpec, launch: list[ledger.LedgerEntry], sweep: tracking.SweepRun,
               options: SweepOptions, cpus: float, progress: SweepProgress) -> None:
     from ray import tune
 
@@ -169,10 +167,9 @@ def _run_tune(grid: GridSpec, launch: list[ledger.LedgerEntry], sweep: tracking.
     storage.mkdir(parents=True, exist_ok=True)
     cells = [entry.cell for entry in launch]
     target = {"uri": sweep.tracking_uri, "sweep": dataclasses.asdict(sweep), "experiment": None}
-    configs = [{"cell": c.experiment_dict() | {"procedure": c.procedure,
-                                               "resources": dataclasses.asdict(c.resources)},
-                "cell_hash": c.cell_hash, "tracking": target, "storage_path": str(storage),
-                "resume_from": latest_checkpoint(storage, c), "log_every_steps": 10}
+    configs = [{"cell": c.config_dict(), "cell_hash": c.cell_hash, "tracking": target,
+                "storage_path": str(storage), "resume_from": latest_checkpoint(storage, c),
+                "log_every_steps": 10}
                for c in cells]
     by_hash = {c.cell_hash: c for c in cells}
     trainable = tune.with_resources(
@@ -180,11 +177,13 @@ def _run_tune(grid: GridSpec, launch: list[ledger.LedgerEntry], sweep: tracking.
     concurrency = options.max_concurrent or default_concurrency(cells, cpus)
     progress.refit = (lambda: _refit(grid, sweep, options)) if options.refit_every else None
     progress.refit_every = options.refit_every
+    scheduler = (SEARCHES.get(grid.search).scheduler(grid) if isinstance(grid, TuningSpec)
+                 else None)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrency, reuse_actors=True,
+            max_concurrent_trials=concurrency, reuse_actors=True, scheduler=scheduler,
             trial_name_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}",
             trial_dirname_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}"),
         run_config=tune.RunConfig(
@@ -193,7 +192,23 @@ def _run_tune(grid: GridSpec, launch: list[ledger.LedgerEntry], sweep: tracking.
                 c.resources.max_failures for c in cells)),
             callbacks=[progress], verbose=0),
     )
-    tuner.fit()
+    results = tuner.fit()
+    if scheduler is not None:
+        _mark_stopped(results, sweep)
+
+
+def _mark_stopped(results, sweep: tracking.SweepRun) -> None:
+    """Mark the runs of trials the scheduler stopped early `stopped`: such a trial ended without
+    an error and without its final report, and its process may have been torn down before it
+    could mark its run itself (a running run would be relaunched by the next sweep)."""
+    for result in results:
+        if result.error is not None or (result.metrics or {}).get("final"):
+            continue
+        samples = (result.metrics or {}).get("samples_seen", 0)
+        reason = f"stopped early by the tuning search at {samples} samples seen"
+        if tracking.mark_cell_stopped(sweep.tracking_uri, sweep.sweep_id,
+                                      result.config["trial"]["cell_hash"], reason):
+            print(f"stopped   {result.config['trial']['cell_hash']}: {reason}", flush=True)
 
 
 def _unwrap_trial(config: dict[str, Any]) -> None:
@@ -205,17 +220,33 @@ def _print_line(text: str) -> None:
     print(text, flush=True)
 
 
-def _refit(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions) -> None:
+def _refit(grid: SweepSpec, sweep: tracking.SweepRun, options: SweepOptions) -> None:
     _report(grid, sweep, options, quiet=True)
 
 
-def _report(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions,
-            quiet: bool = False):
+def _report(grid: SweepSpec, sweep: tracking.SweepRun, options: SweepOptions,
+            quiet: bool = False) -> tuple[Path, list] | None:
     """Fit, validate and compare from MLflow; write the report and log it on the parent run.
-    Returns the `ReportResult`, or None when the runs cannot support a report (said why)."""
-    from vlscale.analysis import write_report
+    Returns the report's HTML path and verdicts, or None when the runs cannot support a report (said why).
+    A tuning sweep's report is the tuning report instead (best settings, optimum laws)."""
+    from vlscale.analysis import load_results, write_report, write_tuning_report
 
     out = Path(options.report_dir or settings.state_dir() / "reports" / grid.name)
+    if isinstance(grid, TuningSpec):
+        try:
+            tuning = write_tuning_report(
+                load_results(sweep.tracking_uri, sweep.sweep_id, refresh=True), out,
+                task=grid.task, metric=grid.metric, space=grid.space.as_dict(),
+                sweep_id=grid.name)
+        except UserError as error:
+            print(f"report: not written: {error}", flush=True)
+            return None
+        sweep.log_artifact(tuning.json, tracking.ARTIFACT_TUNING_DIR)
+        sweep.log_artifact(out, tracking.ARTIFACT_REPORT_DIR)
+        for warning in tuning.warnings:
+            print(f"warning: {warning}", flush=True)
+        print(f"report: {tuning.html}", flush=True)
+        return tuning.html, []
     try:
         result = write_report(None, out, sweep=sweep, tracking_uri=sweep.tracking_uri,
                               task=grid.report_task or None,
@@ -229,4 +260,4 @@ def _report(grid: GridSpec, sweep: tracking.SweepRun, options: SweepOptions,
         for verdict in result.verdicts:
             print(f"verdict: {verdict}", flush=True)
         print(f"report: {result.html}", flush=True)
-    return result
+    return result.html, list(result.verdicts)

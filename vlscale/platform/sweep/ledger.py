@@ -1,6 +1,7 @@
 """The ledger: every declared cell of a sweep, classified from MLflow alone.
 
-A cell is finished, failed, running, stale (running but its heartbeat stopped, its owning
+A cell is finished, stopped (ended early by a tuning search's scheduler: done, never
+relaunched), failed, running, stale (running but its heartbeat stopped, its owning
 process is provably dead, or its sweep driver is gone) or missing (no run). A sweep launches only
 missing, failed and stale cells, so it can be re-run after its driver, its Tune experiment
 directory or its head node was lost. Every running cell it skips and every stale cell it
@@ -25,10 +26,13 @@ from vlscale.platform.config import Cell, format_count
 
 FINISHED, FAILED = tracking.CellState.FINISHED, tracking.CellState.FAILED
 RUNNING, STALE = tracking.CellState.RUNNING, tracking.CellState.STALE
+STOPPED = tracking.CellState.STOPPED
+DONE = (FINISHED, STOPPED)
+"""States a sweep is complete with: a stopped trial did what its search asked of it."""
 MISSING = "missing"
 """A declared cell without a run (not a `CellState`: nothing in the store has this state)."""
 TO_LAUNCH = (MISSING, FAILED, STALE)
-_PREFERENCE = {FINISHED: 0, RUNNING: 1, STALE: 2, FAILED: 3}
+_PREFERENCE = {FINISHED: 0, STOPPED: 1, RUNNING: 2, STALE: 3, FAILED: 4}
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,13 @@ def format_ledger(entries: Sequence[LedgerEntry]) -> str:
                      f"{e.cell.run_name[:29]:<30}{e.state:<10}{e.compute:>12.4g}"
                      f"{e.accelerator_hours:>9.3f}")
     lines.append("")
-    for state in (FINISHED, RUNNING, STALE, FAILED, MISSING):
+    for state in (FINISHED, STOPPED, RUNNING, STALE, FAILED, MISSING):
         group = [e for e in entries if e.state == state]
         if group:
             lines.append(f"{state:<10}{len(group):>4} cells  {sum(e.compute for e in group):>12.4g}"
                          f" GFLOPs  {sum(e.accelerator_hours for e in group):>8.3f} acc-h")
     total = sum(e.compute for e in entries)
-    done = sum(e.compute for e in entries if e.state == FINISHED)
+    done = sum(e.compute for e in entries if e.state in DONE)
     lines.append(f"{'total':<10}{len(entries):>4} cells  {total:>12.4g} GFLOPs  "
                  f"({done / total:.0%} of compute finished)" if total else "total 0 cells")
     return "\n".join(lines + explain(entries))

@@ -23,8 +23,8 @@ class SweepProgress(Callback):
                  launch: Sequence[ledger.LedgerEntry], stream=None) -> None:
         self.total_cells = len(entries)
         self.total_compute = sum(e.compute for e in entries) or 1.0
-        self.done_cells = sum(e.state == ledger.FINISHED for e in entries)
-        self.done_compute = sum(e.compute for e in entries if e.state == ledger.FINISHED)
+        self.done_cells = sum(e.state in ledger.DONE for e in entries)
+        self.done_compute = sum(e.compute for e in entries if e.state in ledger.DONE)
         self.by_hash = {e.cell.cell_hash: e for e in launch}
         self.stream = stream  # resolved at print time: Tune pickles its callbacks
         self.started = time.monotonic()

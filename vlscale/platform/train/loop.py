@@ -32,7 +32,7 @@ from vlscale.platform.train.checkpointing import is_complete, load_checkpoint, r
 from vlscale.platform.train.evaluate import evaluate_cell, preprocess_for
 from vlscale.platform.train.progress import CellProgress
 from vlscale.platform.train.segments import Segment, learning_rate, plan_segments
-from vlscale.platform.train.session import RayTrainSession, TrainSession
+from vlscale.platform.train.session import TRAIN_LOSS, RayTrainSession, TrainSession, TrialStopped
 from vlscale.platform.train.steps import Stepper, build_optimizer
 
 
@@ -110,6 +110,8 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
             state.update(segment=len(segments), samples=segments[-1].end)
             _report(session, task, optimizer, state, progress, final=True)
         progress.finished(lambda directory: save_checkpoint(directory, task, optimizer, state))
+    except TrialStopped as stopped:
+        progress.stopped(str(stopped))
     except BaseException as error:
         progress.failed(error)
         raise
@@ -174,6 +176,8 @@ def _report(session: TrainSession, task, optimizer, state: dict[str, Any],
     Rank 0 flushes metrics and curves first (`progress.checkpointed`): once the checkpoint
     exists, a resume skips every step before it, so its metrics must already be stored."""
     metrics = {"samples_seen": state["samples"], "step": state["step"], "final": final}
+    if (loss := progress.recent_loss()) is not None:
+        metrics[TRAIN_LOSS] = loss  # what a tuning search's scheduler (ASHA) compares
     if session.rank == 0:
         progress.checkpointed(state["samples"])
         with tempfile.TemporaryDirectory() as directory:

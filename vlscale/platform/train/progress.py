@@ -98,6 +98,12 @@ class CellProgress:
                             for m, v in vals.items() if m in ("acc1", "loss"))
         print(f"[{self.cell.run_name}] eval at {samples} samples: {summary}", flush=True)
 
+    def recent_loss(self, steps: int = 10) -> float | None:
+        """Mean training loss of the last `steps` steps on this rank (None before the first
+        step, and on ranks other than 0, which keep no rows)."""
+        losses = [row["loss"] for row in self.rows[-steps:] if "loss" in row]
+        return sum(losses) / len(losses) if losses else None
+
     def checkpointed(self, samples: int) -> None:
         """Called before a checkpoint at `samples` is reported: store every metric and the curve
         so far, since a resume from that checkpoint never replays the steps before it."""
@@ -130,6 +136,14 @@ class CellProgress:
             with tempfile.TemporaryDirectory() as directory:
                 save(directory)
                 self.logger.log_checkpoint(directory, upload=True)
+
+    def stopped(self, reason: str) -> None:
+        """The tuning search stopped this trial early: keep its curve, end its run `stopped`
+        (never relaunched; the driver marks it too, in case this process is torn down first)."""
+        if self.logger is not None:
+            self.logger.log_curves(self.rows, CURVES_NAME)
+            self.logger.set_tags({tracking.TAG_DESCRIPTION: reason})
+            self.logger.finish(tracking.CellState.STOPPED)
 
     def failed(self, error: BaseException) -> None:
         if self.logger is not None:

@@ -164,8 +164,7 @@ def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
         (resources.min_workers, resources.max_workers) if resources.elastic
         else resources.min_workers)
     config: dict[str, Any] = {
-        "cell": cell.experiment_dict() | {"procedure": cell.procedure,
-                                          "resources": dataclasses.asdict(cell.resources)},
+        "cell": cell.config_dict(),
         "tracking": dataclasses.asdict(tracking) if tracking else None,
         "log_every_steps": log_every_steps,
         # Ray Train V2 refuses resume_from_checkpoint: the loop loads this one itself when Ray

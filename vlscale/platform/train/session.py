@@ -13,6 +13,18 @@ from typing import Any, Protocol
 
 import torch
 
+TRAIN_LOSS = "train_loss"
+"""The report key a tuning search's scheduler (ASHA) compares trials by at its rungs: the mean
+training loss over the last steps before each report (held-out evaluation runs only at the end
+of a cell)."""
+
+
+class TrialStopped(Exception):
+    """A Tune scheduler (ASHA) stopped this trial early; the loop ends its run as stopped.
+
+    Ray Tune stops a function trial by calling `sys.exit(0)` inside its next `tune.report`; that
+    SystemExit would otherwise read as a crash and fail the run."""
+
 
 class TrainSession(Protocol):
     """What the train loop needs from where it runs: its rank, the world size, its device, the
@@ -76,4 +88,10 @@ class TuneTrialSession:
         from ray import tune
 
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        try:
+            tune.report(metrics, checkpoint=checkpoint)
+        except SystemExit as stop:
+            if stop.code not in (0, None):
+                raise
+            raise TrialStopped(f"stopped by the tuning search at {metrics.get('samples_seen')} "
+                               "samples seen") from None
