@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from vlscale import settings
-from vlscale.platform.config import DataSpec, ResourceSpec, SizeSettings
+from vlscale.platform.config import DataSpec, Procedure, ResourceSpec, SizeSettings
 
 ARCHITECTURES = ("cpu-w32-l1", "cpu-w64-l2")
 SAMPLES_SEEN = (4096, 8192, 16384, 32768, 65536)
@@ -42,6 +42,32 @@ def add_data_argument(parser: argparse.ArgumentParser, extra: str = "") -> None:
     parser.add_argument("--data", default=str(settings.data_dir() / "synth"),
                         help=f"synthetic shard root (train/, eval/, zeroshot/{extra}); written "
                              "if missing (default: .vlscale/data/synth)")
+
+
+def add_tuned_argument(parser: argparse.ArgumentParser) -> None:
+    """`--tuned-from SWEEP`: per-size settings from a tuning sweep (jobs/tune_cpu.py)."""
+    parser.add_argument("--tuned-from", metavar="SWEEP",
+                        help="take each procedure's per-size lr, batch, warm-up and beta2 from "
+                             "this tuning sweep (e.g. tune-cpu, from jobs/tune_cpu.py; sizes it "
+                             "did not tune come from its fitted optimum laws)")
+
+
+def with_tuning(procedures: tuple[Procedure, ...], architectures: tuple[str, ...],
+                args: argparse.Namespace) -> tuple[Procedure, ...]:
+    """The procedures with their own tuned sizes when `--tuned-from` is given (each procedure
+    is looked up by name in the tuning sweep), else unchanged."""
+    if not args.tuned_from:
+        return procedures
+    from vlscale.platform.sweep.tuning import describe_tuned, replace_sizes, tuned_sizes
+
+    tuned = []
+    for procedure in procedures:
+        sizes = tuned_sizes(args.tuned_from, procedure.name, architectures,
+                            tracking_uri=args.tracking_uri, model_type=procedure.model_type)
+        for line in describe_tuned(sizes):
+            print(f"{procedure.name} {line}", flush=True)
+        tuned.append(replace_sizes(procedure, sizes))
+    return tuple(tuned)
 
 
 def synth_data(root: Path) -> DataSpec:

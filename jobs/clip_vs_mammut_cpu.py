@@ -9,6 +9,8 @@ held-out prediction error. About 12 minutes on a 2-core laptop.
 
     python jobs/clip_vs_mammut_cpu.py            # or: vlscale sweep jobs/clip_vs_mammut_cpu.py
     python jobs/clip_vs_mammut_cpu.py --dry-run  # cells, compute, hours; trains nothing
+    python jobs/clip_vs_mammut_cpu.py --tuned-from tune-cpu --name clip-vs-mammut-tuned
+                                                 # per-size settings from jobs/tune_cpu.py
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from jobs import _cpu_defaults as cpu  # noqa: E402
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cpu.add_data_argument(parser)
     parser.add_argument("--name", default="clip-vs-mammut-cpu", help="sweep id")
+    cpu.add_tuned_argument(parser)
 
 
 def grid(args: argparse.Namespace) -> GridSpec:
     data = cpu.synth_data(Path(args.data).resolve())
     return GridSpec(
         name=args.name,
-        procedures=(Procedure("clip", "clip", data, schedule="const"),
-                    Procedure("mammut", "mammut", data, schedule="const")),
+        procedures=cpu.with_tuning((Procedure("clip", "clip", data, schedule="const"),
+                                    Procedure("mammut", "mammut", data, schedule="const")),
+                                   cpu.ARCHITECTURES, args),
         architectures=cpu.ARCHITECTURES, samples_seen=cpu.SAMPLES_SEEN, sizes=cpu.SIZES,
         noise_seed_offsets=(1,), noise_architectures=cpu.NOISE_ARCHITECTURES,
         resources=cpu.RESOURCES, train_overrides=cpu.TRAIN_OVERRIDES,

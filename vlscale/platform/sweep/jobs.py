@@ -1,8 +1,9 @@
 """Job files: a grid declared in a short Python file under `jobs/`, run identically as
 `python jobs/FILE.py ARGS` or `vlscale sweep jobs/FILE.py ARGS`.
 
-A job module defines `grid(args) -> GridSpec`, and may define `add_arguments(parser)` (its own
-flags, e.g. `--data`) and `prepare(args)` (e.g. write synthetic shards when they are missing).
+A job module defines `grid(args) -> GridSpec` (or a `TuningSpec`: a per-size tuning search),
+and may define `add_arguments(parser)` (its own flags, e.g. `--data`) and `prepare(args)` (e.g.
+write synthetic shards when they are missing).
 """
 
 from __future__ import annotations
@@ -133,13 +134,17 @@ def run_job(job: ModuleType, argv: Sequence[str] | None = None, prog: str | None
         return 0
     if hasattr(job, "prepare"):
         job.prepare(args)
+    from vlscale.platform.sweep import ledger
+
     outcome = run_sweep(grid, options)
-    finished = sum(e.state == "finished" for e in outcome.entries)
-    print(f"sweep {grid.name}: {finished}/{len(outcome.entries)} cells finished, "
-          f"{outcome.launched} launched this time")
+    finished = sum(e.state == ledger.FINISHED for e in outcome.entries)
+    stopped = sum(e.state == ledger.STOPPED for e in outcome.entries)
+    print(f"sweep {grid.name}: {finished}/{len(outcome.entries)} cells finished"
+          + (f", {stopped} stopped early by the search" if stopped else "")
+          + f", {outcome.launched} launched this time")
     if outcome.report_path:
         print(f"report: {outcome.report_path}")
-    return 0 if finished == len(outcome.entries) else 1
+    return 0 if finished + stopped == len(outcome.entries) else 1
 
 
 def main_for_job_file(job_file: str) -> None:
