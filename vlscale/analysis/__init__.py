@@ -65,3 +65,17 @@ from vlscale.analysis.runs import (  # noqa: E402
 
 __all__ += ["ReportResult", "SweepResults", "Verdict", "list_sweeps", "load_results",
             "load_runs", "read_source", "write_report"]
+
+# Tuning sweeps: the best settings per size and the laws of their optimum (Porian et al. 2024).
+from vlscale.analysis.report.tuning import TuningReport, write_tuning_report  # noqa: E402
+from vlscale.analysis.tuning import (  # noqa: E402
+    OptimumLaw,
+    Validation,
+    best_settings,
+    optimum_laws,
+    settings_warnings,
+    validate_largest,
+)
+
+__all__ += ["OptimumLaw", "TuningReport", "Validation", "best_settings", "optimum_laws",
+            "settings_warnings", "validate_largest", "write_tuning_report"]

@@ -47,22 +47,25 @@ PROCEDURE = "procedure"
 CELL_HASH, RUN_NAME, SWEEP_ID, STATUS = "cell_hash", "run_name", "sweep_id", "status"
 RUN_SAMPLES_SEEN = "run_samples_seen"
 """The run's training length (`train.samples_seen`); `samples_seen` is the evaluated point's."""
+SETTINGS_SOURCE = "settings_source"
+"""Where the run's lr, batch, warm-up and beta2 came from (`train.settings_source`, the text
+`vlscale.provenance` parses; "" for runs logged before provenance existed: set by hand)."""
 TOTAL_GFLOPS, ACCELERATOR_HOURS, WALL_TIME_S = "total_gflops", "accelerator_hours", "wall_time_s"
 HYPERPARAMETERS: dict[str, str] = {
     "lr": "train.lr", "global_batch": "train.global_batch", "weight_decay": "train.weight_decay",
     "seed": "train.seed", "caption_weight": "model.caption_weight",
-    "contrastive_weight": "model.contrastive_weight"}
+    "contrastive_weight": "model.contrastive_weight", "beta2": "train.beta2"}
 """Hyper-parameter columns of the table and the run params they come from."""
 TABLE_COLUMNS: tuple[str, ...] = (
     C.DOWNSTREAM_DATASET, C.METRIC, C.VALUE, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, C.GFLOPS_TOTAL,
     C.CHECKPOINT_SAMPLES, C.IS_FINAL, C.WARMUP_SAMPLES, C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET,
-    C.LR_SCHEDULER, PROCEDURE, *HYPERPARAMETERS, RUN_SAMPLES_SEEN, CELL_HASH, C.RUN_ID, RUN_NAME,
-    SWEEP_ID, STATUS)
+    C.LR_SCHEDULER, PROCEDURE, *HYPERPARAMETERS, RUN_SAMPLES_SEEN, SETTINGS_SOURCE, CELL_HASH,
+    C.RUN_ID, RUN_NAME, SWEEP_ID, STATUS)
 RUNS_COLUMNS: tuple[str, ...] = (
     C.RUN_ID, RUN_NAME, CELL_HASH, SWEEP_ID, PROCEDURE, C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET,
     C.LR_SCHEDULER, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, TOTAL_GFLOPS, ACCELERATOR_HOURS,
     WALL_TIME_S, STATUS, "n_eval_points", "error", "start_time", "end_time", "fingerprint")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CLOCK_SKEW_S = 900.0
 HISTORY_THREADS = 8
 """Parallel metric-history reads: they are round trips, which a tracking server serves in
@@ -246,6 +249,7 @@ def _eval_rows(record, run: dict[str, Any], points: list) -> pd.DataFrame:
     for column, param in HYPERPARAMETERS.items():
         frame[column] = _number(params.get(param))
     frame[RUN_SAMPLES_SEEN] = run[C.SAMPLES_SEEN]
+    frame[SETTINGS_SOURCE] = params.get("train.settings_source", "")
     return frame
 
 

@@ -40,6 +40,7 @@ from vlscale.analysis.report.verdict import Verdict, ahead_at, decide
 from vlscale.analysis.runs import SweepResults
 from vlscale.analysis.summary import clean, comparison_record, fit_record
 from vlscale.analysis.table import as_conditions
+from vlscale.analysis.tuning import settings_warnings
 from vlscale.errors import UserError
 
 TARGET_FACTOR = 10.0
@@ -258,6 +259,10 @@ def build_document(results: SweepResults, options: ReportOptions, out_dir: Path,
     if C.GFLOPS_PER_SAMPLE not in rows.columns:  # a table with total compute only
         rows = rows.assign(**{C.GFLOPS_PER_SAMPLE: rows[C.GFLOPS_TOTAL] / rows[C.SAMPLES_SEEN]})
     grid = grid_cells(results, group, rows)
+    # Laws over settings not chosen the same way per procedure measure the tuning (Porian et al.)
+    warnings = settings_warnings(rows, group)
+    for line in warnings:
+        progress(f"warning: {line}")
     document: dict[str, Any] = {
         "title": f"Which procedure scales better? {task} {metric}".strip(),
         "source": {"kind": "sweep" if results.sweep_id else "table", "name": results.source,
@@ -268,7 +273,7 @@ def build_document(results: SweepResults, options: ReportOptions, out_dir: Path,
                     "bootstrap": options.n_bootstrap, "law": options.law,
                     "frontier": options.frontier, "confidence": options.confidence,
                     "seed": options.seed, "target_compute": options.target_compute},
-        "slices": [], "verdicts": [],
+        "settings_warnings": warnings, "slices": [], "verdicts": [],
     }
     verdicts: list[Verdict] = []
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -237,7 +237,9 @@ def render(document: dict, out_dir: Path) -> str:
     glance = "".join(_glance(item["verdict"]) for section in document["slices"]
                      for item in section["comparisons"])
     glance = glance or "<p>No comparison could be made (fewer than two fitted procedures).</p>"
-    body = [f"<h1>{html.escape(document['title'])}</h1>", "<h2>Verdict</h2>", glance]
+    warnings = "".join(f"<div class='verdict none'>{html.escape(line)}</div>"
+                       for line in document.get("settings_warnings", []))
+    body = [f"<h1>{html.escape(document['title'])}</h1>", warnings, "<h2>Verdict</h2>", glance]
     for section in document["slices"]:
         title = section["title"] or "all rows"
         figures = section["figures"]
