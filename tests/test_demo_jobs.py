@@ -70,3 +70,52 @@ def test_dataset_comparison_finds_the_known_answer_and_no_false_one(tmp_path):
     assert not repeat["conclusive"], repeat["text"]
     repeat_vs_degraded = _verdict(section, "clean-repeat", "degraded")
     assert repeat_vs_degraded["winner"] == "clean-repeat", repeat_vs_degraded["text"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_tune_cpu_tunes_every_size_and_its_law_predicts_the_largest(tmp_path, monkeypatch):
+    """jobs/tune_cpu.py as a user runs it: every size of both model types tuned, loss-vs-LR
+    figures in the report, the optimum law fitted without the largest size predicting that
+    size's tuned LR within one step of the search grid, and the demo grid built with
+    `--tuned-from` training each size at its tuned LR; a rerun launches nothing."""
+    home = tmp_path / "home"
+    env = {**os.environ, "VLSCALE_HOME": str(home)}
+    command = [sys.executable, str(REPO / "jobs" / "tune_cpu.py")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500,
+                            cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(result.stdout[-4000:])
+    report = Path(next(line.split(": ", 1)[1] for line in result.stdout.splitlines()
+                       if line.startswith("report: ")))
+    assert report.name == "tuning.html" and report.is_file()
+    best = json.loads(report.with_name("best_settings.json").read_text())
+    sys.path.insert(0, str(REPO))
+    from jobs import tune_cpu
+
+    assert {(b["procedure"], b["arch"]) for b in best["best"]} == {
+        (p, a) for p in ("clip", "mammut") for a in tune_cpu.ARCHITECTURES}
+    assert all(b["settings"]["lr"] in tune_cpu.LRS for b in best["best"])
+    assert all(b["trials"] == len(tune_cpu.LRS) for b in best["best"])
+    checks = [v for v in best["validation"] if v["setting"] == "lr"]
+    assert {v["procedure"] for v in checks} == {"clip", "mammut"}
+    for check in checks:
+        assert check["held_out_arch"] == tune_cpu.ARCHITECTURES[-1], check
+        assert check["within_one_step"], check
+    figures = [path for path in report.parent.iterdir() if path.suffix == ".png"]
+    assert figures and all(path.stat().st_size > 10_000 for path in figures)
+
+    monkeypatch.setenv("VLSCALE_HOME", str(home))
+    from vlscale.platform.sweep.jobs import job_parser, load_job
+
+    demo = load_job(REPO / "jobs" / "clip_vs_mammut_cpu.py")
+    grid = demo.grid(job_parser(demo).parse_args(["--tuned-from", "tune-cpu"]))
+    tuned = {(b["procedure"], b["arch"]): b["settings"]["lr"] for b in best["best"]}
+    for cell in grid.validate():
+        assert cell.train.lr == tuned[(cell.procedure, cell.model.arch)], cell.run_name
+        assert cell.train.settings_source.startswith("lr=tuned:tune-cpu@8192"), cell.run_name
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                           env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "0 launched this time" in again.stdout
