@@ -167,6 +167,16 @@ def test_a_size_with_two_values_takes_the_discrete_best_and_the_fit_turns_unweig
     assert laws[("clip", "global_batch")].weighted  # batch still has 7 values at s2
 
 
+def test_each_budget_gets_its_own_best_settings_and_laws():
+    two = tuning_table(budgets=(4096.0, 8192.0))
+    best = best_settings(two, task="heldout", metric="loss")
+    assert len(best) == 16 and sorted(set(best.budget)) == [4096.0, 8192.0]
+    assert (best.trials == len(LR_GRID) * len(BATCH_GRID)).all()
+    laws = optimum_laws(two, task="heldout", metric="loss", settings=("lr",), n_bootstrap=0)
+    assert sorted((law.procedure, law.budget) for law in laws) == [
+        (p, b) for p in LAWS for b in (4096.0, 8192.0)]
+
+
 def test_a_setting_searched_at_one_value_gets_no_law(table):
     laws = optimum_laws(table, task="heldout", metric="loss", settings=("beta2", "lr"),
                         n_bootstrap=0)

@@ -1,13 +1,14 @@
 """The tuning report (best_settings.json, tuning.html, figures) and the settings warnings of the
-grid report, on synthetic tuning tables (`test_tuning.tuning_table`) and grid tables."""
+grid report, on synthetic tuning tables (`test_tuning_analysis.tuning_table`) and grid tables."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
-from test_tuning import LR_GRID, tuning_table
+from test_tuning_analysis import LR_GRID, tuning_table
 
 from vlscale.analysis import SweepResults, best_settings, write_report, write_tuning_report
 from vlscale.errors import UserError
@@ -139,3 +140,50 @@ def test_the_grid_report_warns_when_procedures_were_tuned_differently(tmp_path):
     page = result.html.read_text()
     assert page.index(expected) < page.index("<h2>Verdict</h2>")
 
+
+
+# --- from a real store: the runs table's beta2, settings_source and stopped trials ---------------
+
+def test_a_tuning_sweep_in_a_real_store_reports_its_settings_and_stopped_trials(tmp_path):
+    from dataclasses import replace
+
+    from vlscale import tracking
+    from vlscale.analysis import load_results, settings_warnings
+    from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = tracking.start_sweep_parent(uri, "tune-store")
+    archs = {"cpu-w32-l1": 1.0, "cpu-w64-l2": 2.2}
+    lrs = (1e-3, 2e-3)
+    source = "lr=tuned:tune-store@4096!edge"
+
+    def cell(arch: str, lr: float) -> Cell:
+        return Cell(ModelSpec("clip", arch), DataSpec("synth", "/synthetic"),
+                    TrainSpec(samples_seen=4096, global_batch=64, lr=lr, beta2=0.98,
+                              settings_source=source), procedure="clip")
+
+    for arch, gflops in archs.items():
+        for lr in lrs:
+            with tracking.open_cell_run(cell(arch, lr), sweep=sweep,
+                                        flush_interval_s=3600) as run:
+                run.log_compute(gflops, 4096)
+                run.log_eval("heldout", {"loss": 2 + (np.log(lr / 2e-3 * gflops ** 0.3)) ** 2},
+                             4096)
+    stopped = replace(cell("cpu-w32-l1", 8e-3), train=replace(cell("cpu-w32-l1", 8e-3).train,
+                                                              samples_seen=8192))
+    with tracking.open_cell_run(stopped, sweep=sweep, flush_interval_s=3600) as run:
+        run.log_compute(1.0, 0)
+        run.log_eval("heldout", {"loss": 3.0}, 2048)
+        run.finish(tracking.CellState.STOPPED)
+    results = load_results(uri, "tune-store", cache=False)
+    table = results.table
+    assert set(table["beta2"]) == {0.98} and set(table["settings_source"]) == {source}
+    assert settings_warnings(table) == [
+        f"clip {arch}: lr was tuned at the edge of the searched range; the optimum may lie "
+        "outside it" for arch in sorted(archs)]
+    report = write_tuning_report(results, tmp_path / "out", **TASK, n_bootstrap=10)
+    document = json.loads(report.json.read_text())
+    assert document["sweep"] == "tune-store" and len(document["best"]) == 2
+    assert {b["settings"]["beta2"] for b in document["best"]} == {0.98}
+    assert "clip: 1 of 5 trial(s) were stopped early (ASHA) and do not count as finished" \
+        in report.warnings
