@@ -25,7 +25,7 @@ from vlscale.analysis.frontier import FRONTIER_METHODS
 from vlscale.analysis.holdout import HoldoutResult, holdout
 from vlscale.analysis.laws import LAWS
 from vlscale.analysis.plots import figure_paths, plot_fits
-from vlscale.analysis.summary import comparison_record, fit_record, format_text
+from vlscale.analysis.summary import INF, NEG_INF, comparison_record, fit_record, format_text
 from vlscale.analysis.table import WHERE_HELP, load_table, parse_where, select
 from vlscale.errors import UserError
 
@@ -292,6 +292,50 @@ def _progress(label: str):
     return report
 
 
+# --- bootstrap intervals on the terminal ---------------------------------------------------------
+
+def _interval_text(pair: Sequence, confidence: float) -> str:
+    """`[-0.061, -0.043] (95%)` for a record's interval; an end that the bootstrap left infinite
+    or undefined (NaN: record "inf", "-inf" or None) is written "unbounded", with an open
+    bracket on that side: `[0.31, unbounded) (95%)`."""
+    def bounded(value) -> bool:
+        return value is not None and value not in (INF, NEG_INF)
+
+    low, high = pair
+    left = f"[{low:.4g}" if bounded(low) else "(unbounded"
+    right = f"{high:.4g}]" if bounded(high) else "unbounded)"
+    return f"{left}, {right} ({100 * confidence:.4g}%)"
+
+
+def format_intervals(records: Sequence[dict], confidence: float) -> str:
+    """Each group's coefficients and predictions with their bootstrap percentile intervals at
+    `confidence`, one per line (`clip: c = -0.0512  [-0.061, -0.043] (95%)`): the table above
+    them shows point estimates only, and an estimate without its interval reads as exact."""
+    lines = []
+    for record in records:
+        group, intervals = record["group"], record["params_ci"] or {}
+        boot = record["bootstrap"]
+        if boot:
+            lines.append(f"{group}: {boot['resamples']} bootstrap resamples over the "
+                         f"{boot['over']}, {100 * confidence:.4g}% percentile intervals")
+        for name, value in record["params"].items():
+            ci = intervals.get(name)
+            text = "n/a" if value is None else f"{value:.4g}"
+            lines.append(f"{group}: {name} = {text}"
+                         + ("" if ci is None else f"  {_interval_text(ci, confidence)}"))
+        for p in record["predictions"]:
+            line = f"{group}: predicted error at {p['x']:.4g} = " + (
+                "n/a" if p["y"] is None else f"{p['y']:.4g}")
+            if p["ci"] is not None:
+                line += f"  {_interval_text(p['ci'], confidence)}"
+            if "value" in p:
+                line += "; value n/a" if p["value"] is None else f"; value {p['value']:.4g}"
+                if p.get("value_ci") is not None:
+                    line += f"  {_interval_text(p['value_ci'], confidence)}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def _check_fit_options(args: argparse.Namespace) -> None:
     """Every numeric option and output path of `vlscale fit`, before the table is read."""
     check_common_options(args)
@@ -337,7 +381,12 @@ def run_fit(args: argparse.Namespace) -> int:
         comparison = compare(fits[0], fits[1], at=args.predict_at or None,
                              confidence=args.confidence)
         document["comparison"] = comparison_record(comparison)
-    print(format_text(records, document.get("comparison")))
+    if args.bootstrap:  # the predictions are printed with the coefficients' intervals below
+        print(format_text([{**r, "predictions": []} for r in records],
+                          document.get("comparison")))
+        print(format_intervals(records, args.confidence))
+    else:
+        print(format_text(records, document.get("comparison")))
     if args.json:
         write_text_atomic(args.json, json.dumps(document, indent=2) + "\n")
     if args.plot:
