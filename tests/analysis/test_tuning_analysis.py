@@ -186,6 +186,17 @@ def test_a_setting_searched_at_one_value_gets_no_law(table):
         optimum_laws(table, task="heldout", metric="loss", settings=("momentum",))
 
 
+def test_a_size_that_kept_one_value_is_left_out_of_that_settings_law(table):
+    fixed = table[(table.arch != "s4") | (table.lr == LR_GRID[3])]
+    (lr,) = [law for law in optimum_laws(fixed, task="heldout", metric="loss",
+                                         settings=("lr",), n_bootstrap=0)
+             if law.procedure == "clip"]
+    assert lr.sizes == (1.0, 4.0, 16.0) and lr.archs == ("s1", "s2", "s3")
+    checks = validate_largest(fixed, task="heldout", metric="loss", settings=("lr",),
+                              n_bootstrap=0)
+    assert {c.held_out_arch for c in checks} == {"s3"}
+
+
 def test_the_law_predicts_the_held_out_largest_size_within_one_step(table):
     checks = validate_largest(table, task="heldout", metric="loss", n_bootstrap=30)
     assert len(checks) == 4 and all(not c.skipped for c in checks)

@@ -201,15 +201,16 @@ def best_settings(table: pd.DataFrame, *, task: str, metric: str,
 
 def _optima(rows: pd.DataFrame, setting: str, size: str, n_bootstrap: int,
             seed: int) -> pd.DataFrame:
-    """Per architecture of one procedure and budget: the optimum of `setting` (Akima argmin with
-    a bootstrap std when >= 3 distinct values were searched, else the discrete best, std NaN).
-    Columns: arch, size, optimum, log_std, n_values, discrete."""
+    """Per architecture of one procedure and budget that searched `setting` (2 or more values;
+    a size that kept one value was not tuned for it and says nothing of its optimum): the
+    optimum (Akima argmin with a bootstrap std when >= 3 distinct values were searched, else the
+    discrete best, std NaN). Columns: arch, size, optimum, log_std, n_values, discrete."""
     records = []
     for arch, group in rows.groupby(C.ARCH, sort=True):
         group = group[np.isfinite(group[setting]) & (group[setting] > 0)]
-        if group.empty:
-            continue
         n_values = group[setting].nunique()
+        if n_values < 2:
+            continue
         discrete = float(group.sort_values(ERROR, kind="stable")[setting].iloc[0])
         if n_values >= MIN_ISOFLOP_POINTS:
             found = isoflop_optima(group, size, setting, ERROR, n_bootstrap=n_bootstrap,
@@ -262,15 +263,6 @@ def _groups(rows: pd.DataFrame, settings: Sequence[str], exclude_archs: Sequence
             yield str(procedure), float(budget), setting, group
 
 
-def _law_or_reason(optima: pd.DataFrame, procedure: str, budget: float, setting: str,
-                   n_bootstrap: int, seed: int) -> OptimumLaw | str:
-    if optima.empty or optima["n_values"].max() < 2:
-        return f"{setting} was not searched (one value per size)"
-    if len(optima) < 2:
-        return f"only {len(optima)} tuned size: a law needs 2 or more"
-    return _fit(optima, procedure, budget, setting, n_bootstrap, seed)
-
-
 def optimum_laws(table: pd.DataFrame, *, task: str, metric: str,
                  settings: Sequence[str] = ("lr", "global_batch"),
                  size: str = C.GFLOPS_PER_SAMPLE, n_bootstrap: int = 200, seed: int = 0,
@@ -284,10 +276,9 @@ def optimum_laws(table: pd.DataFrame, *, task: str, metric: str,
     rows = tuning_rows(table, task=task, metric=metric, size=size)
     laws = []
     for procedure, budget, setting, group in _groups(rows, settings, exclude_archs):
-        found = _law_or_reason(_optima(group, setting, size, n_bootstrap, seed), procedure,
-                               budget, setting, n_bootstrap, seed)
-        if isinstance(found, OptimumLaw):
-            laws.append(found)
+        optima = _optima(group, setting, size, n_bootstrap, seed)
+        if len(optima) >= 2:  # a line needs two sizes
+            laws.append(_fit(optima, procedure, budget, setting, n_bootstrap, seed))
     return laws
 
 
@@ -314,7 +305,7 @@ def validate_largest(table: pd.DataFrame, *, task: str, metric: str,
     results = []
     for procedure, budget, setting, group in _groups(rows, settings, ()):
         optima = _optima(group, setting, size, n_bootstrap, seed)
-        if optima.empty or optima["n_values"].max() < 2:
+        if optima.empty:
             reason = f"{setting} was not searched (one value per size)"
         elif len(optima) < 3:
             reason = (f"only {len(optima)} tuned size(s): holding out the largest needs 3 or "
