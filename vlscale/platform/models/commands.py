@@ -1,4 +1,5 @@
-"""`vlscale models`: the size ladders with parameter counts and GFLOPs per sample."""
+"""`vlscale models`: the size ladders with parameter counts and GFLOPs per sample.
+`vlscale export-model`: a trained CLIP cell as an open_clip checkpoint (`load.py`)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "model_type, params_m, image_params_m, text_params_m, gflops "
                              "('-' for standard output instead of the table)")
     parser.set_defaults(func=run_models)
+
+    export = subparsers.add_parser(
+        "export-model", help="write a trained CLIP cell as an open_clip checkpoint",
+        description="Write the final weights of a trained CLIP cell in open_clip's checkpoint "
+                    "format (a dict with name, state_dict and model_cfg), which "
+                    "open_clip.load_checkpoint and open_clip.create_model(name, pretrained=FILE) "
+                    "accept. MaMMUT cells are refused: upstream open_clip has no MaMMUT; load "
+                    "them in Python with vlscale.load_model(tracking_uri, RUN).")
+    export.add_argument("run", metavar="RUN", help="MLflow run id or 12-character cell hash")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE",
+                        help="the checkpoint file to write (e.g. model.pt); replaced if it exists")
+    export.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                                               "$MLFLOW_TRACKING_URI, else the embedded store)")
+    export.set_defaults(func=run_export_model)
+
+
+def run_export_model(args: argparse.Namespace) -> int:
+    from vlscale.platform.models.load import export_open_clip
+
+    path = export_open_clip(args.tracking_uri, args.run, args.out)
+    print(f"wrote {path}")
+    return 0
 
 
 def ladder_rows(ladder: str | None) -> list[dict]:
