@@ -206,6 +206,11 @@ def test_runs_without_a_usable_checkpoint_are_one_line(shards, empty_store):
                                         "exist"):
         vlscale.load_model(empty_store, runs["sweep-b"].run_id)
     runs["sweep-b"].finish(tracking.CellState.FAILED, error="RuntimeError: upload failed")
+    # a finished run whose model was too big to upload its final checkpoint
+    logger = tracking.open_cell_run(make_cell(shards, "clip", seed=12), tracking_uri=empty_store)
+    logger.finish(tracking.CellState.FINISHED)
+    with pytest.raises(UserError, match="it finished without uploading one"):
+        vlscale.load_model(empty_store, logger.run_id)
 
 
 def test_import_vlscale_stays_free_of_torch():

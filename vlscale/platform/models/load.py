@@ -136,9 +136,18 @@ def _checkpoint_weights(tracking_uri: str | None, record: tracking.CellRunRecord
 
     pointer = record.tags.get(tracking.TAG_CHECKPOINT)
     if not pointer:
-        state = record.state().value
-        why = ("it is still running; wait until it finishes" if state == "running" else
-               f"it is {state} and never saved its final checkpoint; train it again")
+        from vlscale.platform.train.progress import UPLOAD_CHECKPOINT_MAX_PARAMS_M
+
+        state = record.state()
+        if state in (tracking.CellState.RUNNING, tracking.CellState.STALE):
+            why = ("it is still running; wait until it finishes" if state.value == "running"
+                   else "it is stale (its trainer stopped reporting); rerun its sweep or "
+                        "`vlscale train` to resume it")
+        elif state == tracking.CellState.FINISHED:
+            why = (f"it finished without uploading one (only models of up to "
+                   f"{UPLOAD_CHECKPOINT_MAX_PARAMS_M:g}M parameters upload theirs)")
+        else:
+            why = f"it is {state.value} and never saved its final checkpoint; train it again"
         raise UserError(f"run {record.run_id} (cell {record.cell_hash}) has no final "
                         f"checkpoint: {why}")
     artifact = f"runs:/{record.run_id}/{tracking.ARTIFACT_CHECKPOINT_DIR}"
