@@ -19,11 +19,16 @@ from vlscale.errors import UserError
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, ResourceSpec, TrainSpec
 from vlscale.platform.data import open_shards
 from vlscale.platform.data.preprocess import open_image, row_usable
-from vlscale.platform.models import zero_shot_classification
+from vlscale.platform.models import heldout_losses, zero_shot_classification
+from vlscale.platform.models.task import VLTask
 
 from helpers.shards import write_synth_set
 
 ARCH = "cpu-w32-l1"
+LOSS_RTOL = 64 * float(torch.finfo(torch.float32).eps)
+"""The held-out loss here and in the worker: the same float32 arithmetic, but the worker's
+torch may use more threads, so sums over a 64-row batch (softmax denominators, the mean) can
+be added in another order: a relative difference of up to ~64 roundings of float32."""
 
 
 def make_cell(shards: Path, model_type: str, seed: int = 3) -> Cell:
@@ -63,24 +68,30 @@ def trained(ray_cluster, shards, store):
     return cells
 
 
-def zero_shot_batches(cell: Cell, preprocess):
-    """The cell's zero-shot evaluation set as the evaluator reads it (the first eval_samples
-    usable rows in shard order, in eval_batch_size batches), decoded from the raw image bytes
-    with the returned PIL preprocess."""
-    zeroshot = open_shards(cell.data.zeroshot)
-    images, labels = [], []
-    for unit in range(len(zeroshot.units)):
-        raw = zeroshot.read_unit(unit)
+def evaluation_rows(cell: Cell, location: str, preprocess) -> tuple[list, list, list]:
+    """(images, labels, captions) of an evaluation set as the evaluators read it (the first
+    eval_samples usable rows in shard order), decoded from the raw image bytes with the
+    returned PIL preprocess."""
+    images, labels, captions = [], [], []
+    shards = open_shards(location)
+    for unit in range(len(shards.units)):
+        raw = shards.read_unit(unit)
         for row in range(len(raw.keys)):
             image = open_image(raw.images[row])
             if row_usable(raw.status_ok[row], raw.captions[row]) and image is not None:
                 images.append(preprocess(image))
-                labels.append(int(raw.labels[row]))
-    images, labels = images[:cell.data.eval_samples], labels[:cell.data.eval_samples]
-    assert len(images) == cell.data.eval_samples
+                labels.append(-1 if raw.labels is None else int(raw.labels[row]))
+                captions.append(raw.captions[row])
+    count = cell.data.eval_samples
+    assert len(images) >= count
+    return images[:count], labels[:count], captions[:count]
+
+
+def batched(cell: Cell, images: list, other) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """In the cell's evaluation batch size, as the evaluators batch them."""
     size = cell.train.eval_batch_size
-    return zeroshot, [(torch.stack(images[i:i + size]), torch.tensor(labels[i:i + size]))
-                      for i in range(0, len(images), size)]
+    return [(torch.stack(images[i:i + size]), other[i:i + size])
+            for i in range(0, len(images), size)]
 
 
 @pytest.mark.slow
@@ -92,11 +103,18 @@ def test_loaded_model_reproduces_the_logged_zero_shot_accuracy(trained, store, m
     for run in (record.run_id, record.cell_hash):
         model, preprocess, tokenizer = vlscale.load_model(uri, run)
         assert not model.training
-        zeroshot, batches = zero_shot_batches(cell, preprocess)
-        scores = zero_shot_classification(model, batches, zeroshot.class_names,
-                                          zeroshot.templates, tokenizer)
+        zeroshot = open_shards(cell.data.zeroshot)
+        images, labels, _ = evaluation_rows(cell, cell.data.zeroshot, preprocess)
+        scores = zero_shot_classification(model, batched(cell, images, torch.tensor(labels)),
+                                          zeroshot.class_names, zeroshot.templates, tokenizer)
         # the same float32 weights, images and prompts on the same CPU: the same count of hits
         assert scores["top1"] == record.metrics["eval/zeroshot/acc1"], run
+        # a count could match by chance; the held-out loss (a float) pins the weights down
+        images, _, captions = evaluation_rows(cell, cell.data.eval, preprocess)
+        task = VLTask(model, cell.model, logit_scale_clamp=cell.train.logit_scale_clamp)
+        losses = heldout_losses(task, batched(cell, images, tokenizer(captions)))
+        logged = record.metrics["eval/heldout/loss"]
+        assert losses["loss"] == pytest.approx(logged, rel=LOSS_RTOL), run
         tokens = tokenizer(["a photo of a cat", "x"])
         assert tokens.dtype == torch.int64 and tokens.shape == (2, tokenizer.context_length)
         image = preprocess(Image.new("RGB", (48, 40), (200, 30, 90)))
