@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -43,6 +44,6 @@ def assert_one_line_error(result, *needles: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert lines[0].startswith("vlscale data: error: "), lines[0]
+    assert re.match(r"vlscale [a-z-]+: error: ", lines[0]), lines[0]
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])

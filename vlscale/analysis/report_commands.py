@@ -144,12 +144,21 @@ def run_report(args: argparse.Namespace) -> int:
     results = read_source(args.source, args.tracking_uri, experiment=args.experiment,
                           cache=not args.no_cache)
     out = Path(args.out)
+    tuning = _tuning_parent(results, args)
     try:
         staging = _staging_folder(out)
     except OSError as error:
         raise UserError(f"cannot write --out {out}: {error.strerror or error}; choose another "
                         "location") from error
     try:  # the report is built in `staging` and moved into --out only once it is complete
+        if tuning is not None:
+            written = _tuning_report(args, results, tuning, staging)
+            _move_into(staging, out)
+            for warning in written.warnings:
+                print(f"warning: {warning}")
+            print(f"wrote {out / written.html.name}, {out / written.json.name} and "
+                  f"{len(written.figures)} figure files")
+            return 0
         result = _report(args, results, where, staging)
         _move_into(staging, out)
     except OSError as error:
@@ -165,6 +174,40 @@ def run_report(args: argparse.Namespace) -> int:
     if result.artifact_uri:
         print(f"attached to the sweep's MLflow run: {result.artifact_uri}")
     return 0
+
+
+def _tuning_parent(results, args: argparse.Namespace):
+    """The parent run of a tuning sweep (whose report is the tuning report), else None."""
+    if results.sweep_id is None:
+        return None
+    from vlscale import tracking
+
+    parent = tracking.StoreReader(results.source).find_sweep(results.sweep_id, args.experiment)
+    if parent is None or parent.kind != tracking.SWEEP_TUNING:
+        return None
+    if args.where:
+        raise UserError("--where does not apply to a tuning sweep's report (it judges every "
+                        "trial); drop it")
+    return parent
+
+
+def _tuning_report(args: argparse.Namespace, results, parent, out: Path):
+    """A tuning sweep's report: best settings per size and optimum laws (`write_tuning_report`),
+    for the task, metric and space the sweep logged unless --task / --metric say otherwise."""
+    import json
+
+    from vlscale.analysis.report.tuning import write_tuning_report
+
+    params = parent.params()
+    space = json.loads(params["tuning.space"]) if "tuning.space" in params else None
+    task, metric = args.task or params.get("tuning.task"), args.metric or params.get(
+        "tuning.metric")
+    if not task or not metric:
+        raise UserError(f"tuning sweep {results.sweep_id!r} logged no tuning task or metric; "
+                        "pass --task and --metric (e.g. --task heldout --metric loss)")
+    return write_tuning_report(results, out, task=task, metric=metric, space=space,
+                               sweep_id=results.sweep_id, n_bootstrap=args.bootstrap,
+                               seed=args.seed)
 
 
 def _report(args: argparse.Namespace, results, where, out: Path):

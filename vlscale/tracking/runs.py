@@ -220,6 +220,10 @@ class SweepRun:
         """The parent run's tags as the store has them now."""
         return dict(MlflowClient(self.tracking_uri).get_run(self.run_id).data.tags)
 
+    def params(self) -> dict[str, str]:
+        """The parent run's params (e.g. a tuning sweep's `tuning.task`, `tuning.space`)."""
+        return dict(MlflowClient(self.tracking_uri).get_run(self.run_id).data.params)
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         client = MlflowClient(self.tracking_uri)
         client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -183,7 +183,10 @@ def _run_tune(grid: SweepSpec, launch: list[ledger.LedgerEntry], sweep: tracking
         trainable,
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrency, reuse_actors=True, scheduler=scheduler,
+            # A stopped trial's training thread runs on until its next report, so its actor
+            # cannot be reset for another trial (Tune then stalls): fresh actors under a scheduler.
+            max_concurrent_trials=concurrency, reuse_actors=scheduler is None,
+            scheduler=scheduler,
             trial_name_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}",
             trial_dirname_creator=lambda trial: f"cell-{trial.config['trial']['cell_hash']}"),
         run_config=tune.RunConfig(

@@ -109,7 +109,6 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
         if segments[-1].cooldown:
             state.update(segment=len(segments), samples=segments[-1].end)
             _report(session, task, optimizer, state, progress, final=True)
-        progress.finished(lambda directory: save_checkpoint(directory, task, optimizer, state))
     except TrialStopped as stopped:
         progress.stopped(str(stopped))
     except BaseException as error:
@@ -174,7 +173,10 @@ def _report(session: TrainSession, task, optimizer, state: dict[str, Any],
     """Report on every rank (Ray Train synchronises them); rank 0 attaches the checkpoint.
 
     Rank 0 flushes metrics and curves first (`progress.checkpointed`): once the checkpoint
-    exists, a resume skips every step before it, so its metrics must already be stored."""
+    exists, a resume skips every step before it, so its metrics must already be stored. Before
+    the final report it also ends the MLflow run (`progress.finished`): a Tune scheduler may stop
+    the trial at its last report (ASHA at max_t) and tear its process down right after, which
+    would leave a complete cell marked running."""
     metrics = {"samples_seen": state["samples"], "step": state["step"], "final": final}
     if (loss := progress.recent_loss()) is not None:
         metrics[TRAIN_LOSS] = loss  # what a tuning search's scheduler (ASHA) compares
@@ -182,6 +184,8 @@ def _report(session: TrainSession, task, optimizer, state: dict[str, Any],
         progress.checkpointed(state["samples"])
         with tempfile.TemporaryDirectory() as directory:
             save_checkpoint(directory, task, optimizer, state)
+            if final:
+                progress.finished(lambda out: save_checkpoint(out, task, optimizer, state))
             session.report(metrics, directory)
     else:
         session.report(metrics, None)

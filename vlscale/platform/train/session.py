@@ -93,5 +93,7 @@ class TuneTrialSession:
         except SystemExit as stop:
             if stop.code not in (0, None):
                 raise
+            if metrics.get("final"):  # stopped at its last report (ASHA at max_t): complete
+                return
             raise TrialStopped(f"stopped by the tuning search at {metrics.get('samples_seen')} "
                                "samples seen") from None
