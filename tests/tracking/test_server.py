@@ -264,3 +264,34 @@ def test_a_server_that_dies_while_starting_is_reported_with_its_reason(home):
                       "--workers", "1"], home)
     assert_one_line_error(result, "server", "the MLflow server exited during startup (code 1): ",
                           "unsupported URI 'nosuchdb://host/store'")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_ui_stopped_by_a_signal_leaves_no_server_process(home, signum):
+    """`kill PID` (a process manager's SIGTERM) or a Ctrl-C sent to `vlscale ui` alone stops
+    `mlflow server` and its uvicorn children too: none is left orphaned on the port."""
+    import psutil
+
+    from helpers.processes import default_sigint
+
+    port = free_port()
+    env = {**os.environ, "VLSCALE_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen([*VLSCALE, "ui", "--port", str(port)], cwd=home, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True, preexec_fn=default_sigint)
+    try:
+        line = process.stdout.readline()  # blocks until the announcement
+        assert line.startswith(f"MLflow UI on http://127.0.0.1:{port}"), line
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert len(children) >= 2, children  # mlflow server and its uvicorn
+        os.kill(process.pid, signum)  # the vlscale process only, as `kill PID` does
+        assert process.wait(timeout=120) == 0
+        gone, alive = psutil.wait_procs(children, timeout=60)
+        assert not alive, alive
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        stop_group(process, timeout=60)

@@ -202,13 +202,36 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
+    """Stop the server's whole process group: `mlflow server` runs uvicorn (and its workers) as
+    children, which outlive a SIGTERM sent to `mlflow server` alone, orphaned and still bound
+    to the port. SIGTERM first, SIGKILL after 30 s. The group may outlive its leader, so it is
+    signalled even when the leader has exited."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:  # the group is empty: everything has exited
+            break
         try:
             process.wait(timeout=30)
+            _wait_group_gone(process.pid, 30.0)
+            break
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+            continue
+    process.wait(timeout=30)
+
+
+def _wait_group_gone(group: int, timeout_s: float) -> None:
+    """Wait until no process is left in process group `group` (subprocess.TimeoutExpired if
+    some member is still there after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(f"process group {group}", timeout_s)
+        time.sleep(0.1)
 
 
 def _serve(backend: str, artifacts: str, host: str, port: int, workers: int) -> int:
@@ -216,7 +239,7 @@ def _serve(backend: str, artifacts: str, host: str, port: int, workers: int) -> 
     stops. A server that exits or stays silent during startup is a UserError with the reason."""
     process = start_server(backend, artifacts, host=host, port=port, workers=workers,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           errors="replace")
+                           errors="replace", start_new_session=True)
     output = process.stdout
     assert output is not None, "started with stdout=PIPE"
     recent: collections.deque[str] = collections.deque(maxlen=200)
