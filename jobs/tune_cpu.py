@@ -7,9 +7,13 @@ optimum, fits the optimal LR as a power law of model size (weighted least square
 bootstrap intervals) and checks that the law fitted without the largest size predicts that
 size's optimum within one step of the search grid. About 15 minutes on a 2-core laptop.
 
-At 8k samples the largest CLIP (cpu-w96-l3) still sits on the contrastive plateau (held-out
-loss ln 250, chance for the eval batch of 250) at most LRs, so its optimum is only weakly
-determined: the report's loss-vs-LR figure shows how flat its curve is.
+Measured (2-core VM, 11 min 48 s): CLIP is best at 2e-3 at every size and its law, fitted on the
+two smaller sizes, predicts 1.8e-3 for cpu-w96-l3 (tuned 2e-3: within one step). At 8k samples
+that CLIP still sits on the contrastive plateau (held-out loss ln 250, chance for the eval
+batch of 250) at 4e-3 and above, so its optimum is only weakly determined. The two smaller
+MaMMUTs are best at the top of the grid (1.6e-2, flagged as an edge: their optimum lies above
+it), so MaMMUT's law, fitted on them, predicts 1.2e-2 for cpu-w96-l3 where 4e-3 is best: the
+report warns not to extrapolate it, and a grid's untuned MaMMUT sizes should be tuned instead.
 
     python jobs/tune_cpu.py                                  # or: vlscale sweep jobs/tune_cpu.py
     python jobs/clip_vs_mammut_cpu.py --tuned-from tune-cpu  # the demo grid at the tuned LRs

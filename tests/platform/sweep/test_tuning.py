@@ -124,7 +124,8 @@ def best_document(edge=("lr",)) -> dict:
                 "value": 3.0, "edge": list(edge) if arch == "cpu-w32-l1" else [], "trials": 6}
     return {"sweep": "tune", "task": "heldout", "metric": "loss",
             "size_axis": "gflops_per_sample",
-            "space": {"lr": [1e-3, 2e-3, 4e-3, 8e-3], "global_batch": [32, 64, 128]},
+            "space": {"lr": [1e-3, 2e-3, 4e-3, 8e-3], "global_batch": [32, 64, 128],
+                      "warmup_samples": [64, 128], "beta2": [0.95]},
             "best": [entry("cpu-w32-l1", 0.0016, 4e-3, 32), entry("cpu-w64-l2", 0.0107, 2e-3, 64)],
             "laws": [{"procedure": "clip", "budget": 2048, "setting": "lr", "coef": 1e-4,
                       "exponent": -0.5, "coef_interval": None, "exponent_interval": None,
@@ -153,6 +154,7 @@ def test_tuned_sizes_come_from_the_best_points_and_the_laws(store):
     small_sources = dict(small.sources)
     assert str(small_sources["lr"]) == "tuned:tune@2048!edge"
     assert str(small_sources["global_batch"]) == "tuned:tune@2048"
+    assert str(small_sources["beta2"]) == "manual:tune base"  # searched at one value only
     from vlscale.platform.models import model_profile
 
     size = model_profile("clip", "cpu-w96-l3").gflops
@@ -163,6 +165,7 @@ def test_tuned_sizes_come_from_the_best_points_and_the_laws(store):
     assert large_sources["lr"].kind == LAW and large_sources["global_batch"].kind == LAW
     assert large_sources["warmup_samples"].kind == TUNED  # from the nearest tuned size
     assert large_sources["warmup_samples"].detail == "tune@2048~cpu-w64-l2"
+    assert large_sources["beta2"].kind == MANUAL
     grid = GridSpec(name="g", procedures=(replace_sizes(Procedure("clip", "clip", DATA), sizes),),
                     architectures=("cpu-w32-l1", "cpu-w96-l3"), samples_seen=(4096,),
                     sizes={})

@@ -33,7 +33,7 @@ from vlscale.platform.config import (
     TrainSpec,
     format_count,
 )
-from vlscale.provenance import LAW, SETTINGS, TUNED, SettingSource
+from vlscale.provenance import LAW, MANUAL, SETTINGS, TUNED, SettingSource
 from vlscale.registry import Registry
 
 
@@ -255,7 +255,7 @@ def tuned_sizes(tuning_sweep: str, procedure: str, architectures: Sequence[str],
     per sample; the batch snapped to the nearest searched value, so that it stays a size the
     search judged) and warm-up and beta2 from the nearest tuned size. Each setting's source is
     recorded (`vlscale.provenance`), with `!edge` where the tuned value sat at the edge of the
-    searched range. UserError when the sweep, its report or the procedure is missing."""
+    searched range; a setting the sweep did not search is "manual" (its hand-set base). UserError when the sweep, its report or the procedure is missing."""
     document = _best_settings(tuning_sweep, tracking_uri)
     best = [b for b in document["best"] if b["procedure"] == procedure]
     if not best:
@@ -268,6 +268,7 @@ def tuned_sizes(tuning_sweep: str, procedure: str, architectures: Sequence[str],
         raise UserError(f"tuning sweep {tuning_sweep!r} has no budget {chosen} for "
                         f"{procedure!r} (budgets: {budgets})")
     detail = f"{tuning_sweep}@{chosen}"
+    searched = {name for name, values in document.get("space", {}).items() if len(values) > 1}
     by_arch = {b["arch"]: b for b in best if int(b["budget"]) == chosen}
     laws = {law["setting"]: law for law in document.get("laws", [])
             if law["procedure"] == procedure and int(law["budget"]) == chosen}
@@ -276,12 +277,17 @@ def tuned_sizes(tuning_sweep: str, procedure: str, architectures: Sequence[str],
         if arch in by_arch:
             entry = by_arch[arch]
             sources = {name: SettingSource(TUNED, detail, name in entry.get("edge", ()))
-                       for name in SETTINGS}
+                       if name in searched else _unsearched(tuning_sweep) for name in SETTINGS}
             sizes[arch] = _size_settings(entry["settings"], sources)
         else:
             sizes[arch] = _from_laws(arch, procedure, model_type or best[0]["model_type"],
-                                     by_arch, laws, document.get("space", {}), detail)
+                                     by_arch, laws, document.get("space", {}), detail, searched)
     return sizes
+
+
+def _unsearched(tuning_sweep: str) -> SettingSource:
+    """A setting the tuning sweep did not search: its value is the sweep's hand-set base."""
+    return SettingSource(MANUAL, f"{tuning_sweep} base")
 
 
 def _best_settings(tuning_sweep: str, tracking_uri: str | None) -> dict[str, Any]:
@@ -306,7 +312,8 @@ def _size_settings(values: dict[str, Any], sources: dict[str, SettingSource]) ->
 
 
 def _from_laws(arch: str, procedure: str, model_type: str, by_arch: dict[str, dict],
-               laws: dict[str, dict], space: dict[str, list], detail: str) -> SizeSettings:
+               laws: dict[str, dict], space: dict[str, list], detail: str,
+               searched: set[str]) -> SizeSettings:
     from vlscale.platform.models import model_profile
 
     missing = [name for name in ("lr", "global_batch") if name in space and len(space[name]) > 1
@@ -318,7 +325,8 @@ def _from_laws(arch: str, procedure: str, model_type: str, by_arch: dict[str, di
     size = model_profile(model_type, arch).gflops
     nearest = min(by_arch.values(), key=lambda b: abs(math.log(b["size"] / size)))
     values = dict(nearest["settings"])
-    sources = {name: SettingSource(TUNED, f"{detail}~{nearest['arch']}") for name in SETTINGS}
+    sources = {name: SettingSource(TUNED, f"{detail}~{nearest['arch']}") if name in searched
+               else _unsearched(detail.partition("@")[0]) for name in SETTINGS}
     for name, law in laws.items():
         predicted = law["coef"] * size ** law["exponent"]
         if name == "global_batch":
