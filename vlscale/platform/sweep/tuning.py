@@ -255,7 +255,8 @@ def tuned_sizes(tuning_sweep: str, procedure: str, architectures: Sequence[str],
     per sample; the batch snapped to the nearest searched value, so that it stays a size the
     search judged) and warm-up and beta2 from the nearest tuned size. Each setting's source is
     recorded (`vlscale.provenance`), with `!edge` where the tuned value sat at the edge of the
-    searched range; a setting the sweep did not search is "manual" (its hand-set base). UserError when the sweep, its report or the procedure is missing."""
+    searched range; a setting the sweep did not search is "manual" (its hand-set base).
+    UserError when the sweep, its report or the procedure is missing."""
     document = _best_settings(tuning_sweep, tracking_uri)
     best = [b for b in document["best"] if b["procedure"] == procedure]
     if not best:
