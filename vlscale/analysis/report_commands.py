@@ -7,9 +7,6 @@ in the tracking store (`--tracking-uri`, else `$MLFLOW_TRACKING_URI`, else the e
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Every numeric option and the output folder of `vlscale report`, before any work."""
-    from vlscale.analysis.commands import check_common_options, check_output_dir, check_positive
+    from vlscale.analysis.commands import check_common_options, check_positive
+    from vlscale.outputs import check_output_dir
 
     check_common_options(args)
     check_positive(args.target_compute, "--target-compute", "GFLOPs")
@@ -119,25 +117,9 @@ def _check_options(args: argparse.Namespace) -> None:
     check_output_dir(args.out, "--out")
 
 
-def _move_into(staging: Path, out: Path) -> None:
-    """Move every file of a finished report from `staging` into `out` (files of the same name
-    are replaced: a rerun rewrites its report; other files in `out` are left alone)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for item in sorted(staging.iterdir()):
-        os.replace(item, out / item.name)
-
-
-def _staging_folder(out: Path) -> Path:
-    """A hidden temporary folder on the same file system as `out` (inside it when it exists,
-    else in its nearest existing ancestor), so finished files move into `out` by rename."""
-    from vlscale.analysis.commands import existing_ancestor
-
-    return Path(tempfile.mkdtemp(dir=existing_ancestor(out), prefix=".vlscale-report.",
-                                 suffix=".partial"))
-
-
 def run_report(args: argparse.Namespace) -> int:
     from vlscale.analysis.runs import read_source
+    from vlscale.outputs import staged_folder
 
     _check_options(args)
     where = parse_where(args.where)
@@ -145,27 +127,15 @@ def run_report(args: argparse.Namespace) -> int:
                           cache=not args.no_cache)
     out = Path(args.out)
     tuning = _tuning_parent(results, args)
-    try:
-        staging = _staging_folder(out)
-    except OSError as error:
-        raise UserError(f"cannot write --out {out}: {error.strerror or error}; choose another "
-                        "location") from error
-    try:  # the report is built in `staging` and moved into --out only once it is complete
-        if tuning is not None:
-            written = _tuning_report(args, results, tuning, staging)
-            _move_into(staging, out)
-            for warning in written.warnings:
-                print(f"warning: {warning}")
-            print(f"wrote {out / written.html.name}, {out / written.json.name} and "
-                  f"{len(written.figures)} figure files")
-            return 0
+    if tuning is not None:  # the tuning report writes itself whole or not at all
+        written = _tuning_report(args, results, tuning, out)
+        for warning in written.warnings:
+            print(f"warning: {warning}")
+        print(f"wrote {written.html}, {written.json} and {len(written.figures)} figure files")
+        return 0
+    # the report is built in a staging folder and moved into --out only once it is complete
+    with staged_folder(out, "the report") as staging:
         result = _report(args, results, where, staging)
-        _move_into(staging, out)
-    except OSError as error:
-        raise UserError(f"cannot write the report to {out}: {error.strerror or error}; free "
-                        "space or choose another location") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     result = replace(result, out_dir=out, html=out / result.html.name,
                      json=out / result.json.name,
                      figures=tuple(out / f.name for f in result.figures))
@@ -224,7 +194,7 @@ def _report(args: argparse.Namespace, results, where, out: Path):
 
 def _write(table, path: Path) -> None:
     """Write `table` as CSV or parquet (by suffix), whole or not at all."""
-    from vlscale.analysis.commands import staged_file
+    from vlscale.outputs import staged_file
 
     with staged_file(path) as temporary:
         if path.suffix.lower() == ".csv":
@@ -240,7 +210,7 @@ def run_export(args: argparse.Namespace) -> int:
     for target in filter(None, (out, args.runs and Path(args.runs))):
         if target.suffix.lower() not in (".parquet", ".csv"):
             raise UserError(f"cannot write '{target}': give a .parquet or .csv file name")
-    from vlscale.analysis.commands import check_output_file
+    from vlscale.outputs import check_output_file
 
     check_output_file(out, "--out")
     if args.runs:

@@ -522,6 +522,12 @@ class Procedure:
     each procedure has its own optimum); None = the grid's `sizes`. Architectures it lacks fall
     back to the grid's."""
 
+    def model_spec(self, arch: str) -> ModelSpec:
+        """The ModelSpec of this procedure's cells of architecture `arch`."""
+        return ModelSpec(self.model_type, arch, caption_weight=self.caption_weight,
+                         contrastive_weight=self.contrastive_weight,
+                         map_viz2txt_init=self.map_viz2txt_init)
+
 
 @dataclass(frozen=True)
 class SizeSettings:
@@ -595,9 +601,6 @@ class GridSpec:
     def cells(self) -> list[Cell]:
         cells = []
         for procedure in self.procedures:
-            model_kwargs = dict(caption_weight=procedure.caption_weight,
-                                contrastive_weight=procedure.contrastive_weight,
-                                map_viz2txt_init=procedure.map_viz2txt_init)
             for arch in self.architectures:
                 settings = (procedure.sizes or {}).get(arch) or self.sizes.get(arch)
                 if settings is None:
@@ -624,7 +627,7 @@ class GridSpec:
                             eval_points=eval_points, cooldown_fraction=self.cooldown_fraction,
                             seed=seed, **size_fields, **self.train_overrides)
                         cells.append(Cell(
-                            model=ModelSpec(procedure.model_type, arch, **model_kwargs),
+                            model=procedure.model_spec(arch),
                             data=procedure.data, train=train, resources=self.resources,
                             procedure=procedure.name))
         return cells

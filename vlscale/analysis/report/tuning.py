@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +23,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vlscale.analysis import columns as C
-from vlscale.analysis.commands import check_output_dir, existing_ancestor
 from vlscale.analysis.plots import COLORS, figure_paths
 from vlscale.analysis.report.build import _slug
 from vlscale.analysis.report.html import STYLE, _figure, _n, _table
@@ -44,6 +40,7 @@ from vlscale.analysis.tuning import (
     validate_largest,
 )
 from vlscale.errors import UserError
+from vlscale.outputs import check_output_dir, staged_folder
 
 LAW_SETTINGS: tuple[str, ...] = ("lr", "global_batch")
 """The settings whose optimum laws the report fits and draws (Porian et al.'s two)."""
@@ -301,9 +298,7 @@ def write_tuning_report(source: pd.DataFrame | SweepResults | str | Path, out_di
         "best": [_best_record(row) for _, row in best.iterrows()],
         "laws": [_law_record(law) for law in laws],
         "validation": [check.record() for check in validations]})
-    staging = Path(tempfile.mkdtemp(dir=existing_ancestor(out), prefix=".vlscale-tuning.",
-                                    suffix=".partial"))
-    try:
+    with staged_folder(out, "the tuning report") as staging:
         curves = _error_curves(rows, best, staging, metric, size)
         optima = _optimum_figures(laws, validations, staging, size)
         (staging / JSON_NAME).write_text(json.dumps(document, indent=1) + "\n")
@@ -311,14 +306,6 @@ def write_tuning_report(source: pd.DataFrame | SweepResults | str | Path, out_di
             document | {"warnings": warnings}, staging,
             {p: [f.name for f in files] for p, files in curves.items()},
             [f.name for f in optima]))
-        out.mkdir(parents=True, exist_ok=True)
-        for item in sorted(staging.iterdir()):
-            os.replace(item, out / item.name)
-    except OSError as error:
-        raise UserError(f"cannot write the tuning report to {out}: {error.strerror or error}; "
-                        "free space or choose another location") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return TuningReport(out, out / HTML_NAME, out / JSON_NAME,
                         tuple(out / f.name for files in curves.values() for f in files)
                         + tuple(out / f.name for f in optima), tuple(warnings))

@@ -21,7 +21,6 @@ vocabulary from the training shards' dataset.json, so those shards must be reada
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from torch import nn
 
 from vlscale import tracking
 from vlscale.errors import UserError
+from vlscale.outputs import check_output_file, staged_file
 from vlscale.platform.config import Cell, cell_from_dict
 
 if TYPE_CHECKING:
@@ -200,12 +200,17 @@ def load_model(tracking_uri: str | None, run: str, *, device: str = "cpu") -> Lo
     without a final checkpoint (still running, or failed before one) or a missing checkpoint
     file.
     """
+    record = find_trained_run(tracking_uri, run)
+    return _load(tracking_uri, record, cell_of(record), device)
+
+
+def _load(tracking_uri: str | None, record: tracking.CellRunRecord, cell: Cell,
+          device: str) -> LoadedModel:
+    """`load_model` for a run already found and its cell already rebuilt."""
     from safetensors.torch import load_file
 
     from vlscale.platform.models.task import create_task
 
-    record = find_trained_run(tracking_uri, run)
-    cell = cell_of(record)
     preprocess = training_preprocess(cell)
     with tempfile.TemporaryDirectory(prefix="vlscale-load-") as directory:
         weights = load_file(_checkpoint_weights(tracking_uri, record, Path(directory)))
@@ -216,23 +221,6 @@ def load_model(tracking_uri: str | None, run: str, *, device: str = "cpu") -> Lo
     task.check_tokenizer(tokenizer)
     return LoadedModel(model, ImagePreprocess(preprocess.image_size, preprocess.mean,
                                               preprocess.std), TextTokenizer(tokenizer))
-
-
-def _check_output(path: Path) -> None:
-    """Refuse an output that cannot be a file: a folder, or a path under a file."""
-    if path.is_dir():
-        raise UserError(f"--out {path} is a folder: give a file name such as {path / 'model.pt'}")
-    if path.exists() and not path.is_file():
-        raise UserError(f"--out {path} exists and is not a regular file: choose another name")
-    folder = path.absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise UserError(f"cannot write --out {path}: {folder} is a file, not a folder; choose "
-                        "another location")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write --out {path}: folder {folder} is not writable; choose "
-                        "another location")
 
 
 def export_open_clip(tracking_uri: str | None, run: str, out: str | Path) -> Path:
@@ -247,29 +235,19 @@ def export_open_clip(tracking_uri: str | None, run: str, out: str | Path) -> Pat
     """
     from vlscale.platform.models.ladder import config_name, model_config
 
-    out = Path(out)
-    _check_output(out)
+    out = check_output_file(out, "--out")
     record = find_trained_run(tracking_uri, run)
     cell = cell_of(record)
     if cell.model.model_type not in OPEN_CLIP_FAMILIES:
         raise UserError(f"cell {record.cell_hash} is a {cell.model.model_type} model, which "
                         "open_clip cannot load (upstream open_clip has no MaMMUT); load it with "
                         "vlscale.load_model instead")
-    model = load_model(tracking_uri, record.run_id).model
+    model = _load(tracking_uri, record, cell, "cpu").model
     config: dict[str, Any] = json.loads(json.dumps(model_config(cell.model.model_type,
                                                                 cell.model.arch)))
     checkpoint = {"name": config_name(cell.model.model_type, cell.model.arch),
                   "state_dict": model.state_dict(), "model_cfg": config,
                   "vlscale_run_id": record.run_id, "vlscale_cell_hash": record.cell_hash}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, staged = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-    os.close(handle)
-    try:
+    with staged_file(out) as staged:
         torch.save(checkpoint, staged)
-        os.replace(staged, out)
-    except OSError as error:
-        raise UserError(f"cannot write {out}: {error.strerror or error}; nothing was written, "
-                        "free space or choose another location") from error
-    finally:
-        Path(staged).unlink(missing_ok=True)
     return out

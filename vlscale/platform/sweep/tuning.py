@@ -26,7 +26,6 @@ from vlscale import tracking
 from vlscale.errors import UserError
 from vlscale.platform.config import (
     Cell,
-    ModelSpec,
     Procedure,
     ResourceSpec,
     SizeSettings,
@@ -177,12 +176,9 @@ class TuningSpec:
                                       cooldown_fraction=self.cooldown_fraction,
                                       **settings, **overrides)
                     cells.append(Cell(
-                        model=ModelSpec(procedure.model_type, arch,
-                                        caption_weight=procedure.caption_weight,
-                                        contrastive_weight=procedure.contrastive_weight,
-                                        map_viz2txt_init=procedure.map_viz2txt_init),
-                        data=procedure.data, train=train, resources=self.resources,
-                        procedure=procedure.name, label=_label(settings, self.space)))
+                        model=procedure.model_spec(arch), data=procedure.data, train=train,
+                        resources=self.resources, procedure=procedure.name,
+                        label=_label(settings, self.space)))
         return cells
 
     def validate(self, known_architectures: set[str] | None = None) -> list[Cell]:
