@@ -66,5 +66,8 @@ def test_the_server_uri_resolves_to_an_installed_driver(cluster):
     uri = re.search(r"--backend-store-uri (\S+)", head).group(1)
     make_url(uri).get_dialect().import_dbapi()  # ModuleNotFoundError when the driver is absent
     pyproject = tomllib.loads((CLUSTER_YAML.parent / "pyproject.toml").read_text())
-    requires = " ".join(pyproject["project"]["dependencies"])
+    requires = " ".join(pyproject["project"]["optional-dependencies"]["cluster"])
     assert "psycopg[binary]" in requires and "psycopg2" not in head
+    setup = " ".join(cluster["setup_commands"])
+    assert re.search(r"pip install .*vlscale\[cluster\]", setup), \
+        "every node installs vlscale with its cluster extra"
