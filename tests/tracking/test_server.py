@@ -206,6 +206,19 @@ def test_a_busy_port_is_one_line_that_names_a_free_one(home, command):
     assert tree(home) == {}
 
 
+@pytest.mark.timeout(300)
+def test_a_database_store_without_its_driver_is_one_line_naming_the_install(home):
+    """SQLAlchemy picks the driver from the URI; an absent one (pg8000 is not a dependency) is
+    named with the install that brings the PostgreSQL driver, before the server starts."""
+    args = ["server", "--backend-store-uri", "postgresql+pg8000://mlflow:secret@127.0.0.1:1/db",
+            "--artifacts-destination", str(home / "artifacts"), "--port", "1"]
+    result = vlscale(args, home)
+    assert_one_line_error(result, "server", "needs the database driver 'pg8000', which is not "
+                          "installed: pip install 'vlscale[cluster]'")
+    assert "secret" not in result.stderr
+    assert tree(home) == {}
+
+
 @pytest.fixture(scope="module")
 def truncated_store(tmp_path_factory) -> bytes:
     """The first half of a real MLflow SQLite store (tables created, one sweep logged)."""

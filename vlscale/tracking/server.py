@@ -133,6 +133,7 @@ def check_store(backend_store_uri: str, *, folder_is_created: bool = False) -> N
                         "browser, or pass a store such as sqlite:///PATH/mlflow.db")
     path = sqlite_path(backend_store_uri)
     if path is None:
+        check_database_driver(backend_store_uri)
         return
     if path.is_dir():
         raise UserError(f"store '{path}' is a folder: pass the SQLite file, e.g. "
@@ -157,6 +158,26 @@ def check_store(backend_store_uri: str, *, folder_is_created: bool = False) -> N
     if problems != ["ok"]:
         raise UserError(f"store '{path}' is damaged ({problems[0]}): restore it from a backup "
                         "or pass another --tracking-uri")
+
+
+def check_database_driver(backend_store_uri: str) -> None:
+    """Fail with a UserError naming the install when the database driver SQLAlchemy picks for
+    the URI's scheme is absent (`postgresql://` -> psycopg 3, which comes with the `cluster`
+    extra): MLflow would otherwise stop with a ModuleNotFoundError traceback at its first query.
+    A URI SQLAlchemy cannot parse is left to MLflow, which names what it expects."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(backend_store_uri).get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        return
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise UserError(f"store {displayed_uri(backend_store_uri)} needs the database driver "
+                        f"{error.name or dialect.driver!r}, which is not installed: pip install "
+                        "'vlscale[cluster]' (PostgreSQL) or the driver the URI names") from None
 
 
 def displayed_uri(uri: str) -> str:
