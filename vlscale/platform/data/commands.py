@@ -52,15 +52,44 @@ def register(subparsers: Any) -> None:
     fashion.set_defaults(func=_fashion)
 
     importer = commands.add_parser(
-        "import", help="convert img2dataset parquet or webdataset tar shards",
-        description="Stream a folder of img2dataset parquet shards or webdataset tars "
-                    "({key}.jpg + {key}.txt) into our shards; rows without a success status, "
-                    "image or caption are dropped and counted.")
-    importer.add_argument("source", metavar="SRC", help="folder of .parquet or .tar shards")
+        "import", help="convert img2dataset parquet, webdataset tar shards or class folders",
+        description="Stream a folder of img2dataset parquet shards, webdataset tars "
+                    "({key}.jpg + {key}.txt [+ {key}.cls]) or class folders (SRC/<class>/"
+                    "<images>, ImageNet-style; label i = the i-th folder in sorted order) into "
+                    "our shards; rows without a success status, image or caption are dropped "
+                    "and counted. A labelled source becomes a zero-shot set: its dataset.json "
+                    "carries the class names and prompt templates the zero-shot evaluator "
+                    "needs (labels without class names are refused).")
+    importer.add_argument("source", metavar="SRC",
+                          help="folder of .parquet or .tar shards, or of class folders")
     importer.add_argument("out", metavar="OUT", help="output folder (must be empty or absent)")
     importer.add_argument("--no-verify", dest="verify", action="store_false",
                           help="do not decode every image (faster; bad images are then skipped "
                                "at training time, and resuming needs a counting pass)")
+    importer.add_argument(
+        "--classnames", metavar="imagenet|FILE",
+        help="class names of a labelled set: 'imagenet' (open_clip's ImageNet-1k names; class "
+             "folders must be the 1000 ImageNet WordNet-id folders, whose sorted order is "
+             "ImageNet's class order; shard labels must be ImageNet class indices) or a file "
+             "(a JSON list or one name per line; entry i names label i, i.e. the i-th class "
+             "folder in sorted order). Default for class folders: the folder names, "
+             "underscores as spaces")
+    importer.add_argument(
+        "--templates", metavar="openai|simple|FILE",
+        help="zero-shot prompt templates, each with one {} for the class name: 'openai' "
+             "(OpenAI's 80 ImageNet prompts, the default), 'simple' (their 7-prompt subset), "
+             "both as open_clip ships them, or a file (JSON list or one per line)")
+    importer.add_argument(
+        "--label-key", metavar="KEY",
+        help="where shard labels are: a parquet column (default 'label') or a webdataset "
+             "member extension / .json field (default 'cls'); an integer class index or a "
+             "class name")
+    importer.add_argument("--no-labels", dest="labels", action="store_false",
+                          help="drop the labels of a labelled parquet / tar set (import it as a "
+                               "captioned set)")
+    importer.add_argument("--seed", type=int, default=0,
+                          help="seed of a class-folder set's row order (rows are shuffled, so "
+                               "the first rows the evaluator reads span every class) (0)")
     importer.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     importer.set_defaults(func=_import)
 
@@ -126,10 +155,14 @@ def _import(args: argparse.Namespace) -> int:
     from vlscale.platform.data.importer import import_shards
 
     began = time.perf_counter()
-    manifest = import_shards(args.source, args.out, verify=args.verify, overwrite=args.overwrite)
+    manifest = import_shards(args.source, args.out, verify=args.verify, overwrite=args.overwrite,
+                             class_names=args.classnames, templates=args.templates,
+                             label_key=args.label_key, labels=args.labels, seed=args.seed)
     skipped = ", ".join(f"{k}={v}" for k, v in sorted(manifest["skipped"].items())) or "none"
+    classes = (f"; zero-shot set: {len(manifest['class_names'])} classes, "
+               f"{len(manifest['templates'])} templates" if "class_names" in manifest else "")
     print(f"{args.out}: {manifest['num_rows']} rows in {len(manifest['shards'])} shard(s); "
-          f"skipped: {skipped}")
+          f"skipped: {skipped}{classes}")
     print(f"done in {time.perf_counter() - began:.1f} s")
     return 0
 

@@ -66,6 +66,12 @@ def zero_shot_classification(model: nn.Module, batches: Iterable[tuple[torch.Ten
     with _evaluating(model):
         for images, labels in batches:
             labels = labels.to(device)
+            outside = int(((labels < 0) | (labels >= num_classes)).sum())
+            if outside:
+                raise UserError(f"{outside} zero-shot image(s) carry labels outside the "
+                                f"{num_classes} class names (0..{num_classes - 1}, labels "
+                                f"{int(labels.min())}..{int(labels.max())} in a batch); "
+                                "re-import the set with the class names its labels index")
             features = model.encode_image(images.to(device), normalize=True).float()
             ranked = (features @ classifier.T).topk(min(5, num_classes), dim=-1).indices
             correct_top1 = ranked[:, 0] == labels

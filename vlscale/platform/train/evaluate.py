@@ -66,6 +66,9 @@ class Evaluator:
     """The `DataSpec` field naming the shards it reads: "eval" (captioned) or "zeroshot"."""
     run: "EvalFunction"
     """{metric: value}; every metric it returns is logged under that name."""
+    check: "Callable[[ShardSet], None] | None" = None
+    """Raises UserError when the opened shards cannot serve it; run by the driver's pre-flight
+    check (`check_evaluator_shards`) so that a bad set fails before training, in one line."""
 
     def __post_init__(self) -> None:
         if self.source not in _SOURCES:
@@ -84,10 +87,13 @@ def evaluator(name: str) -> Evaluator:
 EvalFunction = Callable[[EvalContext], dict[str, float]]
 
 
-def register_evaluator(name: str, source: str) -> Callable[[EvalFunction], EvalFunction]:
-    """Decorator: register the function as evaluator `name` reading `DataSpec.<source>`."""
+def register_evaluator(name: str, source: str,
+                       check: "Callable[[ShardSet], None] | None" = None
+                       ) -> Callable[[EvalFunction], EvalFunction]:
+    """Decorator: register the function as evaluator `name` reading `DataSpec.<source>`, with
+    an optional pre-flight `check` of its opened shards."""
     def add(run: EvalFunction) -> EvalFunction:
-        EVALUATORS.register(name, Evaluator(name, source, run))
+        EVALUATORS.register(name, Evaluator(name, source, run, check))
         return run
 
     return add
@@ -107,7 +113,14 @@ def preprocess_for(shards, profile: "ModelProfile") -> "Preprocess":
                                  mean=profile.mean, std=profile.std)
 
 
-@register_evaluator("zeroshot", source="zeroshot")
+def _check_zeroshot(shards: "ShardSet") -> None:
+    """Labels, class names and templates (one line naming the fix when one is missing)."""
+    from vlscale.platform.data.classes import check_zero_shot_shards
+
+    check_zero_shot_shards(shards)
+
+
+@register_evaluator("zeroshot", source="zeroshot", check=_check_zeroshot)
 def zeroshot(context: EvalContext) -> dict[str, float]:
     """Zero-shot classification; prompts are tokenized with the *training* tokenizer (the model
     only knows its ids)."""
@@ -115,11 +128,12 @@ def zeroshot(context: EvalContext) -> dict[str, float]:
     from vlscale.platform.models import zero_shot_classification
 
     train, profile, shards = context.train_preprocess, context.profile, context.shards
+    _check_zeroshot(shards)
     preprocess = Preprocess(profile.image_size, train.tokenizer, train.context_length,
                             train.vocabulary, profile.mean, profile.std)
     scores = zero_shot_classification(
         context.task.model, ((b["image"], b["label"]) for b in context.batches(preprocess)),
-        shards.class_names or [], shards.templates or ["{}"], train.build_tokenizer(),
+        shards.class_names or [], shards.templates or [], train.build_tokenizer(),
         device=context.device)
     return {PUBLISHED_NAMES.get(name, name): value for name, value in scores.items()}
 
@@ -162,6 +176,23 @@ def evaluate_cell(task: "torch.nn.Module", cell: Cell, profile: "ModelProfile",
         context = EvalContext(task, cell, profile, device, train_preprocess, opened(path))
         results[name] = entry.run(context)
     return results
+
+
+def check_evaluator_shards(cell: Cell) -> None:
+    """Each registered evaluator's pre-flight check on the shards the cell names for it
+    (UserError from the first that fails); cheap: footers and dataset.json only, once per
+    evaluator and shard set (a grid's cells share their sets)."""
+    for name, entry in EVALUATORS.items():
+        path = getattr(cell.data, entry.source)
+        if path and entry.check is not None:
+            _check_once(name, entry.check, path)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_once(name: str, check: "Callable[[ShardSet], None]", path: str) -> None:
+    from vlscale.platform.data import open_shards
+
+    check(open_shards(path))
 
 
 def flatten(results: dict[str, dict[str, float]]) -> dict[str, Any]:

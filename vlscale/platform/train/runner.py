@@ -67,9 +67,13 @@ def check_cell(cell: Cell, check_data: bool = True) -> None:
 
 
 def check_cell_data(cell: Cell) -> None:
-    """Every shard set the cell names opens and has usable rows (UserError otherwise)."""
+    """Every shard set the cell names opens and has usable rows, and serves its evaluators (a
+    zero-shot set has class names and templates); UserError otherwise."""
+    from vlscale.platform.train.evaluate import check_evaluator_shards
+
     for path in filter(None, (cell.data.train, cell.data.eval, cell.data.zeroshot)):
         _open_shards_once(path)
+    check_evaluator_shards(cell)
 
 
 @functools.lru_cache(maxsize=64)
