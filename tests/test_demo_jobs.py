@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.notebooks import inline_images, install_kernel, outputs, run_notebook
+
 REPO = Path(__file__).resolve().parents[1]
 CHANCE = 1 / 80  # the synthetic zero-shot set: 80 colour x shape classes
 
@@ -40,9 +42,10 @@ def _verdict(section: dict, a: str, b: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
-def test_demo_is_a_scaling_study_whose_laws_predict_within_the_noise(tmp_path):
+@pytest.mark.timeout(1700)
+def test_demo_is_a_scaling_study_whose_laws_predict_within_the_noise(tmp_path, monkeypatch):
     document = _run_job("clip_vs_mammut_cpu.py", tmp_path / "home", 1400)
+    _check_notebook_follows_the_sweep(tmp_path, monkeypatch, document)
     (section,) = document["slices"]
     assert document["metric"] == "acc1" and section["error_mode"] == "1-value"
     for fit in section["fits"]:
@@ -58,6 +61,31 @@ def test_demo_is_a_scaling_study_whose_laws_predict_within_the_noise(tmp_path):
         assert held[0]["rmse"] <= 2 * noise["std"], (fit["group"], held[0], noise)
     verdict = _verdict(section, "clip", "mammut")
     assert "within the run-to-run noise" in verdict["text"]
+
+
+def _check_notebook_follows_the_sweep(tmp_path: Path, monkeypatch, document: dict) -> None:
+    """notebooks/compare_procedures.ipynb on the demo's store as a user runs it (papermill, no
+    parameters: the embedded store, its newest sweep): it compares what the job declared for
+    its report (stored on the sweep's parent run), runs every cell, shows its figures inline
+    and reaches the demo report's verdict."""
+    from vlscale import settings
+    from vlscale.analysis import DeclaredReport, declared_report
+
+    monkeypatch.setenv("VLSCALE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert declared_report(settings.tracking_uri(), "clip-vs-mammut-cpu") == DeclaredReport(
+        "zeroshot", "acc1", "pareto_naive")
+    kernel = install_kernel(tmp_path, monkeypatch)
+    notebook, text = run_notebook(kernel, tmp_path)
+    assert not [output for output in outputs(notebook) if output["output_type"] == "error"]
+    assert "sweep clip-vs-mammut-cpu in" in text
+    assert ("comparing zeroshot acc1 (error 1-value), frontier pareto_naive; the sweep declared "
+            "zeroshot acc1") in text
+    assert inline_images(notebook) >= 3, "raw points, the laws and the report's figure inline"
+    mine = json.loads((tmp_path / "notebook-output" / "report" / "report.json").read_text())
+    assert (mine["task"], mine["metric"]) == (document["task"], document["metric"])
+    assert (_verdict(mine["slices"][0], "clip", "mammut")
+            == _verdict(document["slices"][0], "clip", "mammut"))
 
 
 @pytest.mark.slow

@@ -1,62 +1,55 @@
 """The analysis notebooks run top to bottom against a tracking store filled with real runs, in a
-kernel of this virtual environment's Python."""
+kernel of this virtual environment's Python, with their parameters injected the way papermill
+(what users run them with) injects them."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-KERNEL = "vlscale-test-python"
+from helpers.notebooks import COMPARE, inline_images, install_kernel, run_notebook
 
 
 @pytest.fixture
 def kernel(tmp_path, monkeypatch) -> str:
-    """A kernelspec in a temporary Jupyter path that runs this interpreter (sys.executable), so
-    the notebook sees the same vlscale, whatever kernels the machine has installed."""
-    pytest.importorskip("ipykernel")
-    spec = tmp_path / "jupyter" / "kernels" / KERNEL
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "vlscale test", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    assert KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == sys.executable
-    return KERNEL
+    return install_kernel(tmp_path, monkeypatch)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_compare_procedures_notebook(kernel, tmp_path, monkeypatch):
+def test_first_code_cell_is_the_tagged_parameters_cell():
     import nbformat
-    from nbclient import NotebookClient
 
-    from vlscale.testing.synthetic import write_synthetic_sweep
+    notebook = nbformat.read(COMPARE, as_version=4)
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert first.metadata.get("tags") == ["parameters"]
+    names = {}
+    exec(first.source, {}, names)  # plain assignments, as papermill expects
+    assert {"tracking_uri", "sweep", "task", "metric"} <= set(names)
+    assert all(names[name] is None for name in ("tracking_uri", "sweep", "task", "metric"))
+
+
+def test_injected_sweep_is_analysed_on_its_declared_metric(kernel, tmp_path):
+    """A synthetic sweep that declared heldout contrastive_loss: with no sweep, task or metric
+    given, the notebook takes the store's sweep and compares that loss (not zero-shot acc1),
+    says it was declared, and shows its figures inline; the report it writes agrees."""
+    from dataclasses import replace
+
+    from vlscale import tracking
+    from vlscale.testing.synthetic import CLIP, MAMMUT, write_synthetic_sweep
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    write_synthetic_sweep(uri, "older-sweep", archs={"cpu-w32-l1": 1.0},
-                          samples_seen=(100_000,))
-    write_synthetic_sweep(uri, "notebook-sweep")
-    out = tmp_path / "out"
-    monkeypatch.setenv("VLSCALE_TRACKING_URI", uri)
-    monkeypatch.setenv("VLSCALE_SWEEP", "notebook-sweep")
-    monkeypatch.setenv("VLSCALE_NOTEBOOK_OUT", str(out))
-
-    notebook = nbformat.read(NOTEBOOKS / "compare_procedures.ipynb", as_version=4)
-    NotebookClient(notebook, kernel_name=kernel, timeout=600,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-
-    text = "".join(output.get("text", "") + json.dumps(output.get("data", {}))
-                   for cell in notebook.cells if cell.cell_type == "code"
-                   for output in cell.outputs)
-    assert "sweep notebook-sweep in" in text and "older-sweep" in text
-    assert "32 cell runs (miss cache)" in text
-    assert "clip-synth vs mammut-synth: crossover at" in text
-    assert "mammut-synth scales better than clip-synth" in text
-    assert "image/png" in text, "the fits figure is displayed"
-    assert (out / "fits.png").exists() and (out / "report" / "report.html").exists()
+    write_synthetic_sweep(uri, "declared-sweep",
+                          [replace(procedure, schedule="const") for procedure in (CLIP, MAMMUT)],
+                          archs={"cpu-w32-l1": 1.0, "cpu-w64-l2": 2.2},
+                          samples_seen=(100_000, 300_000, 1_000_000))
+    tracking.find_sweep_parent(uri, "declared-sweep").set_tags({
+        tracking.TAG_REPORT_TASK: "heldout", tracking.TAG_REPORT_METRIC: "contrastive_loss",
+        tracking.TAG_REPORT_FRONTIER: "pareto_naive"})
+    notebook, text = run_notebook(kernel, tmp_path, tracking_uri=uri, bootstrap=0,
+                                  output_dir="out")
+    assert "sweep declared-sweep in" in text and "4 cell runs (miss cache)" in text
+    assert ("comparing heldout contrastive_loss (error value), frontier pareto_naive; the sweep "
+            "declared heldout contrastive_loss") in text
+    assert inline_images(notebook) >= 3, "raw points, the laws and the report's figure inline"
+    document = json.loads((tmp_path / "out" / "report" / "report.json").read_text())
+    assert (document["task"], document["metric"]) == ("heldout", "contrastive_loss")

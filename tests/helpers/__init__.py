@@ -5,5 +5,6 @@ the analysis layer never imports torch through them.
 - `helpers.ports`: a free local TCP port;
 - `helpers.distributed`: real multi-process gloo runs and float32 reduction tolerances;
 - `helpers.shards`: small real shard sets for the data tests;
-- `helpers.grids`: tiny sweep grids (and the sweep driver script of the kill test).
+- `helpers.grids`: tiny sweep grids (and the sweep driver script of the kill test);
+- `helpers.notebooks`: the analysis notebooks executed with papermill in this interpreter.
 """

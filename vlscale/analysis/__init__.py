@@ -66,6 +66,18 @@ from vlscale.analysis.runs import (  # noqa: E402
 __all__ += ["ReportResult", "SweepResults", "Verdict", "list_sweeps", "load_results",
             "load_runs", "read_source", "write_report"]
 
+# The task, metric and frontier a sweep declared for its report (stored on its parent run).
+from vlscale.analysis.declared import (  # noqa: E402
+    DeclaredReport,
+    ReportChoice,
+    choose_report,
+    declared_report,
+    report_defaults,
+)
+
+__all__ += ["DeclaredReport", "ReportChoice", "choose_report", "declared_report",
+            "report_defaults"]
+
 # Tuning sweeps: the best settings per size and the laws of their optimum (Porian et al. 2024).
 from vlscale.analysis.report.tuning import TuningReport, write_tuning_report  # noqa: E402
 from vlscale.analysis.tuning import (  # noqa: E402

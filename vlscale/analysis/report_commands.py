@@ -62,10 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("source", metavar="SWEEP|TABLE", help=_source_help())
     report.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    report.add_argument("--task", help="downstream task (default: zeroshot if present, else "
-                                       "the first)")
-    report.add_argument("--metric", help="metric of the task (default: acc1 if present, else "
-                                         "the first)")
+    report.add_argument("--task", help="downstream task (default: the one the sweep declared "
+                                       "for its report, else zeroshot if present, else the "
+                                       "first)")
+    report.add_argument("--metric", help="metric of the task (default: the sweep's declared "
+                                         "one, else acc1 if present, else the first)")
     report.add_argument("--group", metavar="COL",
                         help="column to compare (default: procedure if present, else "
                              "model_type)")
@@ -81,8 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "default: inferred from the metric's name")
     report.add_argument("--law", choices=list(LAWS), default="saturating4",
                         help="law to fit (default saturating4: a (C + b)^c + d)")
-    report.add_argument("--frontier", choices=FRONTIER_METHODS, default="pareto_bin",
-                        help="points to fit (default pareto_bin)")
+    report.add_argument("--frontier", choices=FRONTIER_METHODS,
+                        help="points to fit (default: the sweep's declared frontier, else "
+                             "pareto_bin)")
     report.add_argument("--confidence", type=float, default=0.95,
                         help="interval level (default 0.95)")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -181,13 +183,18 @@ def _tuning_report(args: argparse.Namespace, results, parent, out: Path):
 
 
 def _report(args: argparse.Namespace, results, where, out: Path):
-    """`write_report` with the command's options, into `out`."""
+    """`write_report` with the command's options, into `out`; a sweep's declared report task,
+    metric and frontier fill in those not given (`analysis.declared`)."""
+    from vlscale.analysis.declared import DeclaredReport, declared_report, report_defaults
     from vlscale.analysis.report import write_report
 
-    return write_report(results, out, task=args.task, metric=args.metric,
+    declared = (declared_report(results.source, results.sweep_id, args.experiment)
+                if results.sweep_id else DeclaredReport())
+    task, metric, frontier = report_defaults(declared, args.task, args.metric, args.frontier)
+    return write_report(results, out, task=task, metric=metric,
                         group=args.group, where=where, bootstrap=args.bootstrap,
                         target_compute=args.target_compute, law=args.law,
-                        frontier=args.frontier, confidence=args.confidence, seed=args.seed,
+                        frontier=frontier, confidence=args.confidence, seed=args.seed,
                         error=args.error, publish=not args.no_publish,
                         limits=limits.from_arguments(args))
 

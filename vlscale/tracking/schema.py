@@ -18,7 +18,8 @@ __all__ = [
     "TAG_CELL_HASH", "TAG_CELL_SPEC",
     "TAG_PROCEDURE", "TAG_STATUS", "CellState", "TAG_HEARTBEAT", "TAG_DRIVER", "TAG_OWNER",
     "TAG_ATTEMPTS", "TAG_WORLD_SIZES", "TAG_EVAL_STEPS", "TAG_CHECKPOINT", "TAG_ERROR",
-    "TAG_PARAMS_CHANGED", "TAG_REPORT", "TAG_VERDICT", "TAG_PARENT_RUN_ID", "TAG_GIT_COMMIT",
+    "TAG_PARAMS_CHANGED", "TAG_REPORT", "TAG_REPORT_TASK", "TAG_REPORT_METRIC",
+    "TAG_REPORT_FRONTIER", "TAG_VERDICT", "TAG_PARENT_RUN_ID", "TAG_GIT_COMMIT",
     "TAG_DESCRIPTION", "PARAM_CELL_HASH", "PARAM_CODE_VERSION", "PARAM_DATASET_PREFIX",
     "METRIC_SAMPLES_SEEN", "METRIC_LOSS", "METRIC_LR", "METRIC_GRAD_NORM", "METRIC_THROUGHPUT",
     "METRIC_THROUGHPUT_PER_WORKER", "METRIC_DATA_WAIT_FRACTION", "METRIC_SKIPPED_RECORDS",
@@ -86,6 +87,13 @@ TAG_ERROR = "vlscale.error"
 TAG_PARAMS_CHANGED = "vlscale.params_changed"
 TAG_REPORT = "vlscale.report"
 """On a sweep's parent run: the report's artifact path."""
+TAG_REPORT_TASK = "vlscale.report_task"
+TAG_REPORT_METRIC = "vlscale.report_metric"
+TAG_REPORT_FRONTIER = "vlscale.report_frontier"
+"""On a sweep's parent run, set each time the sweep starts: the evaluation task, metric and
+frontier its job declared for the report (`GridSpec.report_task` / `report_metric` /
+`report_frontier`, a tuning sweep's task and metric); "" = not declared, the report's default.
+Tags, not params: a later run of the job may change them."""
 TAG_VERDICT = "vlscale.verdict"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 """MLflow's own tag (its UI nests child runs by it); equal to `MLFLOW_PARENT_RUN_ID`."""

@@ -87,7 +87,7 @@ def run_sweep(grid: SweepSpec, options: SweepOptions) -> SweepOutcome:
     for cell in cells:  # refuse resources the cluster lacks instead of waiting forever
         check_cluster_fits(cell)
     sweep = tracking.start_sweep_parent(uri, grid.name, params=grid.sweep_params(cells),
-                                        kind=grid.kind)
+                                        tags=report_tags(grid), kind=grid.kind)
     with DriverLock(sweep) as lock:
         sweep.log_grid(tracking.grid_manifest(cells, architecture_gflops(cells)))
         entries = read_ledger(grid, cells, options, driver_gone=bool(lock.previous))
@@ -225,6 +225,18 @@ def _print_line(text: str) -> None:
 
 def _refit(grid: SweepSpec, sweep: tracking.SweepRun, options: SweepOptions) -> None:
     _report(grid, sweep, options, quiet=True)
+
+
+def report_tags(grid: SweepSpec) -> dict[str, str]:
+    """The report task, metric and frontier the job declared, as parent-run tags, so that a
+    notebook or `vlscale report` on the sweep compares what the sweep's own report compares
+    (`vlscale.analysis.declared_report` reads them); "" where the job left the default."""
+    if isinstance(grid, TuningSpec):
+        task, metric, frontier = grid.task, grid.metric, ""
+    else:
+        task, metric, frontier = grid.report_task, grid.report_metric, grid.report_frontier
+    return {tracking.TAG_REPORT_TASK: task, tracking.TAG_REPORT_METRIC: metric,
+            tracking.TAG_REPORT_FRONTIER: frontier}
 
 
 def _report(grid: SweepSpec, sweep: tracking.SweepRun, options: SweepOptions,
