@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from vlscale.analysis.axes import ErrorMode
-from vlscale.analysis.runs import SweepResults
-from vlscale.errors import UserError
+from vlscale.analysis.runs import SweepResults, sweep_parent
 
 DEFAULT_FRONTIER = "pareto_bin"
 """`write_report`'s frontier when neither the caller nor the sweep names one."""
@@ -36,16 +35,25 @@ def declared_report(tracking_uri: str | None, sweep: str,
     """The report task, metric and frontier that `sweep` declared, from its parent run's tags."""
     from vlscale import tracking
 
-    reader = tracking.StoreReader(tracking_uri)
-    parent = reader.find_sweep(sweep, experiment)
-    if parent is None:
-        recent = ", ".join(reader.sweep_ids()[-12:])
-        raise UserError(f"no sweep '{sweep}' in the tracking store {reader.uri} (sweeps there: "
-                        f"{recent or 'none'}); check the id or pass --tracking-uri")
-    tags = parent.tags()
-    return DeclaredReport(tags.get(tracking.TAG_REPORT_TASK) or None,
-                          tags.get(tracking.TAG_REPORT_METRIC) or None,
-                          tags.get(tracking.TAG_REPORT_FRONTIER) or None)
+    return _from_tags(sweep_parent(tracking.StoreReader(tracking_uri), sweep, experiment).tags())
+
+
+def declared_for(results: SweepResults) -> DeclaredReport:
+    """What the sweep `results` were loaded from declared, read from the parent run
+    `load_results` already found (no second search); a table file declares nothing."""
+    from vlscale import tracking
+
+    if results.parent_run_id is None:
+        return DeclaredReport()
+    return _from_tags(tracking.StoreReader(results.source).run_tags(results.parent_run_id))
+
+
+def _from_tags(tags: dict[str, str]) -> DeclaredReport:
+    from vlscale.tracking import schema
+
+    return DeclaredReport(tags.get(schema.TAG_REPORT_TASK) or None,
+                          tags.get(schema.TAG_REPORT_METRIC) or None,
+                          tags.get(schema.TAG_REPORT_FRONTIER) or None)
 
 
 def report_defaults(declared: DeclaredReport, task: str | None = None,
@@ -83,8 +91,7 @@ def choose_report(results: SweepResults, task: str | None = None, metric: str | 
     the rows it compares. A table file declares nothing."""
     from vlscale.analysis.report.select import ReportOptions, error_mode, select_task
 
-    declared = (declared_report(results.source, results.sweep_id) if results.sweep_id
-                else DeclaredReport())
+    declared = declared_for(results)
     task, metric, frontier = report_defaults(declared, task, metric, frontier)
     rows, task, metric = select_task(results.table, ReportOptions(task=task, metric=metric))
     return ReportChoice(task, metric, frontier, error_mode(metric, None), rows, declared)

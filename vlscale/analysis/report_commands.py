@@ -185,12 +185,11 @@ def _tuning_report(args: argparse.Namespace, results, parent, out: Path):
 def _report(args: argparse.Namespace, results, where, out: Path):
     """`write_report` with the command's options, into `out`; a sweep's declared report task,
     metric and frontier fill in those not given (`analysis.declared`)."""
-    from vlscale.analysis.declared import DeclaredReport, declared_report, report_defaults
+    from vlscale.analysis.declared import declared_for, report_defaults
     from vlscale.analysis.report import write_report
 
-    declared = (declared_report(results.source, results.sweep_id, args.experiment)
-                if results.sweep_id else DeclaredReport())
-    task, metric, frontier = report_defaults(declared, args.task, args.metric, args.frontier)
+    task, metric, frontier = report_defaults(declared_for(results), args.task, args.metric,
+                                             args.frontier)
     return write_report(results, out, task=task, metric=metric,
                         group=args.group, where=where, bootstrap=args.bootstrap,
                         target_compute=args.target_compute, law=args.law,

@@ -114,13 +114,7 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
 
     reader = tracking.StoreReader(tracking_uri)
     uri = reader.uri
-    parent = None
-    if sweep is not None:
-        parent = reader.find_sweep(sweep, experiment)
-        if parent is None:
-            recent = ", ".join(reader.sweep_ids()[-12:])
-            raise UserError(f"no sweep '{sweep}' in the tracking store {uri} (sweeps there: "
-                            f"{recent or 'none'}); check the id or pass --tracking-uri")
+    parent = sweep_parent(reader, sweep, experiment) if sweep is not None else None
     ids = reader.experiment_ids(experiment)
     if experiment is not None and not ids:
         raise UserError(f"no MLflow experiment '{experiment}' in {uri}")
@@ -153,6 +147,17 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
     grid = _read_grid(reader, parent.run_id) if parent else None
     return SweepResults(table, runs, grid, uri, sweep, parent.experiment_id if parent else None,
                         parent.run_id if parent else None, state, len(changed))
+
+
+def sweep_parent(reader: Any, sweep: str, experiment: str | None = None) -> Any:
+    """The parent run (`tracking.SweepRun`) of `sweep` in the store `reader` (a
+    `tracking.StoreReader`) reads; a UserError naming the newest sweeps there when absent."""
+    parent = reader.find_sweep(sweep, experiment)
+    if parent is None:
+        recent = ", ".join(reader.sweep_ids()[-12:])
+        raise UserError(f"no sweep '{sweep}' in the tracking store {reader.uri} (sweeps there: "
+                        f"{recent or 'none'}); check the id or pass --tracking-uri")
+    return parent
 
 
 def list_sweeps(tracking_uri: str | None = None) -> list[str]:

@@ -718,6 +718,10 @@ class StoreReader:
     def find_sweep(self, sweep_id: str, experiment_name: str | None = None) -> SweepRun | None:
         return find_sweep_parent(self.uri, sweep_id, experiment_name=experiment_name)
 
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of one run (e.g. a sweep parent `load_results` found) as the store has them."""
+        return dict(self.client.get_run(run_id).data.tags)
+
     def cell_runs(self, sweep_id: str | None, experiment_name: str | None = None, *,
                   changed_since_s: float | None = None) -> list[CellRunRecord]:
         """Cell runs of the sweep (all sweeps: None); with `changed_since_s`, only those that can

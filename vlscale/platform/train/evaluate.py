@@ -178,21 +178,14 @@ def evaluate_cell(task: "torch.nn.Module", cell: Cell, profile: "ModelProfile",
     return results
 
 
-def check_evaluator_shards(cell: Cell) -> None:
+def check_evaluator_shards(cell: Cell, open_set: "Callable[[str], ShardSet]") -> None:
     """Each registered evaluator's pre-flight check on the shards the cell names for it
-    (UserError from the first that fails); cheap: footers and dataset.json only, once per
-    evaluator and shard set (a grid's cells share their sets)."""
-    for name, entry in EVALUATORS.items():
+    (UserError from the first that fails). `open_set` is the caller's (cached) opener, so a set
+    is opened once for all checks; the checks read only what opening read (dataset.json)."""
+    for _, entry in EVALUATORS.items():
         path = getattr(cell.data, entry.source)
         if path and entry.check is not None:
-            _check_once(name, entry.check, path)
-
-
-@functools.lru_cache(maxsize=64)
-def _check_once(name: str, check: "Callable[[ShardSet], None]", path: str) -> None:
-    from vlscale.platform.data import open_shards
-
-    check(open_shards(path))
+            entry.check(open_set(path))
 
 
 def flatten(results: dict[str, dict[str, float]]) -> dict[str, Any]:

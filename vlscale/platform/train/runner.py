@@ -73,14 +73,18 @@ def check_cell_data(cell: Cell) -> None:
 
     for path in filter(None, (cell.data.train, cell.data.eval, cell.data.zeroshot)):
         _open_shards_once(path)
-    check_evaluator_shards(cell)
+    check_evaluator_shards(cell, _open_shards_once)
 
 
 @functools.lru_cache(maxsize=64)
-def _open_shards_once(path: str) -> None:
+def _open_shards_once(path: str):
+    """The opened shard set at `path`, checked for a usable row once per process (a grid's
+    cells share their sets)."""
     from vlscale.platform.data import open_shards
 
-    check_usable_row(open_shards(path))
+    shards = open_shards(path)
+    check_usable_row(shards)
+    return shards
 
 
 def check_usable_row(shards) -> None:
