@@ -4,6 +4,7 @@ optional planted bad records."""
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,10 @@ def write_synth_set(root: Path, samples: int, *, seed: int, held_out: int) -> Pa
     write_synth(root, samples=samples, image_size=32, seed=seed, eval_samples=held_out,
                 zeroshot_samples=held_out, workers=1)
     return root
+
+
+def add_tar_member(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Write `data` as member `name` of an open tar archive (webdataset sources in tests)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    archive.addfile(info, io.BytesIO(data))

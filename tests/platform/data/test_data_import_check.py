@@ -1,6 +1,5 @@
 """`data import` (img2dataset parquet, webdataset tar) and `data check`."""
 
-import io
 import json
 import tarfile
 
@@ -13,7 +12,7 @@ from vlscale.platform.data import open_shards
 from vlscale.platform.data.check import check_shards
 from vlscale.platform.data.importer import import_shards
 
-from helpers.shards import png_bytes, read_shards
+from helpers.shards import add_tar_member, png_bytes, read_shards
 
 
 def _img2dataset_shard(path, offset=0):
@@ -47,24 +46,18 @@ def test_import_img2dataset_parquet_drops_and_counts(tmp_path):
     assert unverified["num_rows"] == 6 and not unverified["verified"]
 
 
-def _add(archive, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    archive.addfile(info, io.BytesIO(data))
-
-
 def test_import_webdataset_tar(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     with tarfile.open(source / "000.tar", "w") as archive:
-        _add(archive, "s/0001.jpg", png_bytes(seed=1))
-        _add(archive, "s/0001.txt", b"first caption")
-        _add(archive, "s/0001.json", json.dumps({"url": "u1"}).encode())
-        _add(archive, "s/0002.png", png_bytes(seed=2))
-        _add(archive, "s/0002.json", json.dumps({"caption": "from json"}).encode())
-        _add(archive, "s/0003.txt", b"no image")
-        _add(archive, "s/0004.webp", b"garbage")
-        _add(archive, "s/0004.txt", b"bad image")
+        add_tar_member(archive, "s/0001.jpg", png_bytes(seed=1))
+        add_tar_member(archive, "s/0001.txt", b"first caption")
+        add_tar_member(archive, "s/0001.json", json.dumps({"url": "u1"}).encode())
+        add_tar_member(archive, "s/0002.png", png_bytes(seed=2))
+        add_tar_member(archive, "s/0002.json", json.dumps({"caption": "from json"}).encode())
+        add_tar_member(archive, "s/0003.txt", b"no image")
+        add_tar_member(archive, "s/0004.webp", b"garbage")
+        add_tar_member(archive, "s/0004.txt", b"bad image")
     manifest = import_shards(source, tmp_path / "out")
     assert manifest["skipped"] == {"no_image": 1, "bad_image": 1}
     table = read_shards(tmp_path / "out")

@@ -2,7 +2,6 @@
 webdataset / parquet shards; the class names and templates the zero-shot evaluator reads, and the
 one-line refusals when they are missing or do not match the labels."""
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from vlscale.platform.data.importer import import_shards
 from vlscale.platform.data.schema import ShardWriter, shard_schema, write_manifest
 
 from helpers.cli import assert_one_line_error, tree_state
-from helpers.shards import png_bytes, read_shards
+from helpers.shards import add_tar_member, png_bytes, read_shards
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -131,12 +130,6 @@ def test_imagenet_classnames_are_open_clips_with_openai_templates(tmp_path):
         import_shards(source, tmp_path / "subset", class_names="imagenet")
 
 
-def _add(archive, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    archive.addfile(info, io.BytesIO(data))
-
-
 def test_labels_of_webdataset_and_parquet_imports(tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\nowl\n")
@@ -144,9 +137,9 @@ def test_labels_of_webdataset_and_parquet_imports(tmp_path):
     tars.mkdir()
     with tarfile.open(tars / "000.tar", "w") as archive:  # clip_benchmark's layout: no captions
         for index, label in enumerate((2, 0, 1)):
-            _add(archive, f"{index:04d}.webp", png_bytes(seed=index))
-            _add(archive, f"{index:04d}.cls", str(label).encode())
-        _add(archive, "0003.webp", png_bytes(seed=3))  # no label: skipped and counted
+            add_tar_member(archive, f"{index:04d}.webp", png_bytes(seed=index))
+            add_tar_member(archive, f"{index:04d}.cls", str(label).encode())
+        add_tar_member(archive, "0003.webp", png_bytes(seed=3))  # no label: skipped and counted
     manifest = import_shards(tars, tmp_path / "from-tar", class_names=str(names),
                              templates="simple")
     assert manifest["class_names"] == ["cat", "dog", "owl"] and manifest["split"] == "zeroshot"
