@@ -41,7 +41,7 @@ def add_data_argument(parser: argparse.ArgumentParser, extra: str = "") -> None:
     """`--data`: the synthetic shard root, under the vlscale state directory by default."""
     parser.add_argument("--data", default=str(settings.data_dir() / "synth"),
                         help=f"synthetic shard root (train/, eval/, zeroshot/{extra}); written "
-                             "if missing (default: .vlscale/data/synth)")
+                             "if missing (default: ~/.vlscale/data/synth, or $VLSCALE_HOME/data/synth)")
 
 
 def add_tuned_argument(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 For each model type and each of three CPU sizes, a grid search over the peak learning rate at a
 small budget (8k samples, cosine schedule) picks the LR with the lowest held-out loss; the
-report (`.vlscale/reports/tune-cpu/tuning.html`) shows loss against LR per size with the chosen
+report (`~/.vlscale/reports/tune-cpu/tuning.html`) shows loss against LR per size with the chosen
 optimum, fits the optimal LR as a power law of model size (weighted least squares in log space,
 bootstrap intervals) and checks that the law fitted without the largest size predicts that
 size's optimum within one step of the search grid. About 15 minutes on a 2-core laptop.

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.notebooks import inline_images, install_kernel, outputs, run_notebook
 from vlscale.analysis.report.verdict import HELDOUT_NOISE_MARGIN
+
+from helpers.notebooks import inline_images, install_kernel, outputs, run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 CHANCE = 1 / 80  # the synthetic zero-shot set: 80 colour x shape classes

@@ -9,7 +9,8 @@ from pathlib import Path
 
 def run_cli(args: list[str], cwd: Path, home: Path | None = None, timeout: float = 120):
     """`python -m vlscale.cli ARGS` in `cwd` (the real entry point, its own process); with
-    `home`, $VLSCALE_HOME points there, otherwise the state directory is ./.vlscale of `cwd`."""
+    `home`, $VLSCALE_HOME points there, otherwise $HOME is `cwd`, so the default state directory
+    (~/.vlscale) is ./.vlscale of `cwd`."""
     import os
     import subprocess
     import sys
@@ -17,6 +18,8 @@ def run_cli(args: list[str], cwd: Path, home: Path | None = None, timeout: float
     env = {k: v for k, v in os.environ.items() if k != "VLSCALE_HOME"}
     if home is not None:
         env["VLSCALE_HOME"] = str(home)
+    else:
+        env["HOME"] = str(cwd)
     return subprocess.run([sys.executable, "-m", "vlscale.cli", *map(str, args)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=timeout)
 

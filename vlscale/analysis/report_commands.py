@@ -45,7 +45,7 @@ def _source_help() -> str:
 def _store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: $MLFLOW_TRACKING_URI, else the embedded "
-                             "SQLite store under $VLSCALE_HOME or ./.vlscale)")
+                             "SQLite store under $VLSCALE_HOME or ~/.vlscale)")
     parser.add_argument("--experiment", default=None,
                         help="MLflow experiment to search (default: all)")
     parser.add_argument("--no-cache", action="store_true",

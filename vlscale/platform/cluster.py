@@ -67,3 +67,37 @@ def describe_shortfall(per_worker: dict[str, float], workers: int) -> str | None
             return (f"asks for {workers} worker(s) x {asked} but the cluster has {has} "
                     f"(largest node: {biggest.get(name, 0.0):g} {name})")
     return None
+
+
+def alive_nodes() -> int:
+    """How many nodes of the connected Ray cluster are alive (`ray.nodes()`)."""
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def check_shared_state(*, tracking_uri: str | None, storage_path: str | None) -> None:
+    """Refuse a multi-node run whose results would stay on one node.
+
+    The defaults are node-local: the embedded SQLite store and the checkpoint folder live in
+    the state directory of the machine that runs the driver, so a worker on another node would
+    log and checkpoint into its own copy (or fail), and a restarted worker elsewhere could not
+    find its checkpoint. On a cluster of more than one node both must be chosen explicitly
+    (`tracking_uri`: the shared tracking server, e.g. `vlscale server`; `storage_path`: a
+    folder every node mounts, or object storage); what the user names is trusted. `None` means
+    "not given" (neither the option nor `$MLFLOW_TRACKING_URI` set)."""
+    from vlscale import settings
+
+    nodes = alive_nodes()
+    if nodes <= 1:
+        return
+    missing = []
+    if tracking_uri is None and not os.environ.get(settings.TRACKING_URI_ENV):
+        missing.append(f"--tracking-uri (the MLflow store defaults to {settings.state_dir()}"
+                       "/mlflow.db on this node; start the shared one with `vlscale server`)")
+    if storage_path is None:
+        missing.append(f"--storage-path (checkpoints default to {settings.state_dir()}"
+                       "/ray_results on each node; give a folder every node mounts)")
+    if missing:
+        raise UserError(f"this Ray cluster has {nodes} nodes but the run's state would stay on "
+                        f"one of them: set {' and '.join(missing)}")

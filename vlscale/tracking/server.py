@@ -332,7 +332,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="port to listen on, 1-65535 (default 5000)")
     ui.add_argument("--tracking-uri", default=None,
                     help="store to serve (default: $MLFLOW_TRACKING_URI, else the embedded "
-                         "SQLite store under $VLSCALE_HOME or ./.vlscale)")
+                         "SQLite store under $VLSCALE_HOME or ~/.vlscale)")
     ui.set_defaults(func=_run_ui)
 
     server = subparsers.add_parser(

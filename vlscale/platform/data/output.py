@@ -97,7 +97,7 @@ def check_output(out: Path, *, overwrite: bool, inputs: Sequence[Path] = ()) -> 
     inside_data = data in target.parents
     if state.exists() and _related(target, state) and not inside_data:  # absent: nothing to lose
         raise UserError(f"the output {target} is, contains or lies inside the vlscale state "
-                        f"directory {state} (${STATE_DIR_ENV} or ./.vlscale) outside its data "
+                        f"directory {state} (${STATE_DIR_ENV} or ~/.vlscale) outside its data "
                         f"folder; choose another output folder, e.g. {data / 'synth'}")
     existing = next((p for p in (target, *target.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():

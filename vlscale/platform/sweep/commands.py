@@ -32,8 +32,10 @@ def _demo(args: argparse.Namespace) -> int:
         raise UserError(f"the demo job {DEMO_JOB} is missing: run the demo from a checkout of "
                         "the vlscale repository (pip install -e .)")
     started = time.perf_counter()
+    from vlscale import settings
+
     print("vlscale demo: CLIP vs MaMMUT on the CPU ladder (synthetic scenes, embedded Ray and "
-          "MLflow under .vlscale/)", flush=True)
+          f"MLflow under {settings.state_dir()})", flush=True)
     code = run_job(load_job(DEMO_JOB), args.job_args, prog="vlscale demo")
     print(f"vlscale demo: done in {(time.perf_counter() - started) / 60:.1f} min; browse the runs "
           "with `vlscale ui`", flush=True)

@@ -77,11 +77,12 @@ def read_ledger(grid: SweepSpec, cells: list[Cell], options: SweepOptions,
 
 
 def run_sweep(grid: SweepSpec, options: SweepOptions) -> SweepOutcome:
-    from vlscale.platform.cluster import cluster_cpus, ensure_ray
+    from vlscale.platform.cluster import check_shared_state, cluster_cpus, ensure_ray
 
     cells = validate_grid(grid)
     uri = settings.tracking_uri(options.tracking_uri)
     ensure_ray(options.address)
+    check_shared_state(tracking_uri=options.tracking_uri, storage_path=options.storage_path)
     from vlscale.platform.train.runner import check_cluster_fits
 
     for cell in cells:  # refuse resources the cluster lacks instead of waiting forever

@@ -107,10 +107,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a running cell silent this long is relaunched (default 1800)")
     group.add_argument("--no-report", action="store_true", help="skip the final report")
     group.add_argument("--report-dir", help="where the report goes (default: "
-                                            ".vlscale/reports/<sweep>)")
+                                            "~/.vlscale/reports/<sweep>)")
     group.add_argument("--storage-path", help="Ray checkpoint storage (shared storage on a "
                                               "cluster, e.g. s3://...; default "
-                                              ".vlscale/ray_results)")
+                                              "~/.vlscale/ray_results)")
 
 
 def run_job(job: ModuleType, argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -205,13 +205,14 @@ def run_cell(cell: Cell, *, tracking_uri: str | None = None, experiment: str | N
     worker failure that was a UserError. On Ctrl-C (KeyboardInterrupt) the cell's MLflow run is
     marked failed, with an error saying it was interrupted, before the interrupt propagates.
     """
-    from vlscale.platform.cluster import cluster_cpus, ensure_ray
+    from vlscale.platform.cluster import check_shared_state, cluster_cpus, ensure_ray
     from vlscale.platform.train.checkpointing import newest_complete_checkpoint
 
     check_cell(cell)
     uri = settings.tracking_uri(tracking_uri)
     check_tracking(uri)
     ensure_ray(address)
+    check_shared_state(tracking_uri=tracking_uri, storage_path=storage_path)
     check_resources(cell, cluster_cpus())
     check_cluster_fits(cell, wait_for_resources=wait_for_resources)
     tracking = TrackingTarget(uri, None, experiment)
