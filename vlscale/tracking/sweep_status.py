@@ -27,8 +27,6 @@ from vlscale.tracking.schema import (
     CELLS_LINE_PREFIX,
     EXPERIMENT_KIND_MODEL_DEVELOPMENT,
     KIND_CELL,
-    METRIC_GFLOPS_PER_SAMPLE,
-    METRIC_N_PARAMS,
     METRIC_TOTAL_GFLOPS,
     PARAM_PROCEDURE,
     STALE_AFTER_S,
@@ -52,8 +50,11 @@ if TYPE_CHECKING:
 DECLARED_CELLS_PARAM = "grid.cells"
 """The parent-run param (`GridSpec.sweep_params`, `TuningSpec.sweep_params`) that counts the
 declared cells; without it `grid.json` is read."""
-COMPARED_PARAMS = (PARAM_PROCEDURE, "model.model_type", "model.arch", "train.samples_seen")
-COMPARED_METRICS = (METRIC_TOTAL_GFLOPS, METRIC_GFLOPS_PER_SAMPLE, METRIC_N_PARAMS)
+COMPARED_PARAMS = (PARAM_PROCEDURE, "model.arch", "train.samples_seen")
+COMPARED_METRICS = (METRIC_TOTAL_GFLOPS,)
+"""The runs-table columns besides the report's metric: what a user compares cells by. Few, since
+the table renders only the columns that fit its width (the run name already says the model type;
+`METRIC_GFLOPS_PER_SAMPLE` and `METRIC_N_PARAMS` are in the charts and one click away)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def runs_view_state(metric_columns: Iterable[str]) -> dict[str, object]:
 
     columns = ([column("params", key) for key in COMPARED_PARAMS]
                + [column("metrics", key) for key in (*metric_columns, *COMPARED_METRICS)]
-               + [column("tags", TAG_STATUS), column("attributes", "Dataset")])
+               + [column("tags", TAG_STATUS)])
     return {"searchFilter": f"tags.`{TAG_KIND}` = '{KIND_CELL}'",
             "orderByKey": column("metrics", METRIC_TOTAL_GFLOPS), "orderByAsc": True,
             "selectedColumns": list(dict.fromkeys(columns)), "runsHiddenMode": "SHOW_ALL"}
@@ -131,10 +132,10 @@ def report_metric_columns(parent_tags: Mapping[str, str],
     task, metric = parent_tags.get(TAG_REPORT_TASK, ""), parent_tags.get(TAG_REPORT_METRIC, "")
     if task and metric:
         return [eval_metric_name(task, metric)]
+    wanted_task = eval_metric_name(task, "") if task else None
     found = {key for record in records for key in record.metrics
-             if parse_eval_metric_name(key) is not None}
-    if task:
-        found = {key for key in found if key.startswith(eval_metric_name(task, "x")[:-1])}
+             if parse_eval_metric_name(key) is not None
+             and (wanted_task is None or key.startswith(wanted_task))}
     return sorted(found)
 
 
