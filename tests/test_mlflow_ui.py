@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -193,3 +194,27 @@ def test_printed_link_opens_on_the_cells_and_their_columns(server, tmp_path):
     for column in ("procedure", "model.arch", "train.samples_seen", "total_gflops",
                    "eval/zeroshot/acc1"):
         assert f"| {column} |" in text, column
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_vlscale_ui_prints_the_runs_table_link_of_each_sweep(server, tmp_path):
+    """`vlscale ui` on a store with a sweep prints, after its address, the link that opens the
+    sweep's experiment on the cells' runs table."""
+    _, parent, root = server
+    port = free_port()
+    env = {**os.environ, "VLSCALE_HOME": str(tmp_path / "home"), "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vlscale.cli", "ui", "--port", str(port), "--tracking-uri",
+         f"sqlite:///{root / 'mlflow.db'}"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        announced = process.stdout.readline()
+        assert announced.startswith(f"MLflow UI on http://127.0.0.1:{port}"), announced
+        link = process.stdout.readline().strip()
+    finally:
+        stop_group(process, timeout=60)
+    assert link == (f"vlscale/{SWEEP}: http://127.0.0.1:{port}/#/experiments/"
+                    f"{parent.experiment_id}/runs?workflowType=machine_learning"
+                    "&viewStateShareKey=vlscale")
