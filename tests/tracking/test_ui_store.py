@@ -79,3 +79,21 @@ def test_a_retried_cell_keeps_one_dataset_input(store_uri):
     assert run.resumed
     inputs = MlflowClient(store_uri).get_run(run.run_id).inputs.dataset_inputs
     assert len(inputs) == 1
+
+
+def test_names_are_the_ones_the_installed_mlflow_ui_reads():
+    """The UI names are MLflow's own: its tag constant, and strings of the installed UI bundle
+    (an MLflow upgrade that renames them fails here, not silently in a browser)."""
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    assert schema.TAG_DATASET_CONTEXT == MLFLOW_DATASET_CONTEXT
+    bundle = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
+    text = "".join(path.read_text(errors="replace") for path in bundle.glob("*.js"))
+    for name in (schema.TAG_SHARED_VIEW_PREFIX, '"viewStateShareKey"',
+                 f'"{schema.TAG_EXPERIMENT_KIND}"',
+                 f'"{schema.EXPERIMENT_KIND_MODEL_DEVELOPMENT}"', '"machine_learning"',
+                 '"SHOW_ALL"'):
+        assert name in text, name

@@ -294,8 +294,7 @@ def _serve(backend: str, artifacts: str, host: str, port: int, workers: int) -> 
         announced.set()
         print(f"MLflow UI on http://{host}:{port}  (store {displayed_uri(backend)}; Ctrl-C stops "
               "it)", flush=True)
-        for name, link in sweep_links(url.removesuffix("/health")):
-            print(f"  {name}: {link}", flush=True)
+        _print_sweep_links(url.removesuffix("/health"))
         return process.wait()
     except (KeyboardInterrupt, _Stopped):
         _stop(process)
@@ -324,6 +323,21 @@ def sweep_links(base_url: str, limit: int = SWEEP_LINKS) -> list[tuple[str, str]
         filter_string=f"tags.`{TAG_EXPERIMENT_KIND}` = '{EXPERIMENT_KIND_MODEL_DEVELOPMENT}'",
         max_results=limit, order_by=["last_update_time DESC"])
     return [(e.name, runs_page_link(base_url, e.experiment_id)) for e in found]
+
+
+def _print_sweep_links(base_url: str) -> None:
+    """Print `sweep_links` under the address; a server that refuses the listing (e.g. one with
+    authentication) gets one line saying so, and keeps serving."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        links = sweep_links(base_url)
+    except MlflowException as error:
+        print(f"  (sweep links not listed: {str(error).strip().splitlines()[0][:200]})",
+              flush=True)
+        return
+    for name, link in links:
+        print(f"  {name}: {link}", flush=True)
 
 
 def _run_ui(args: argparse.Namespace) -> int:
