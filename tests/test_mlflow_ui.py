@@ -23,7 +23,7 @@ from vlscale import tracking
 from vlscale.analysis import load_results, write_report
 from vlscale.testing.synthetic import write_synthetic_sweep
 from vlscale.tracking.server import start_server, sweep_links
-from vlscale.tracking.sweep_status import refresh_sweep_status
+from vlscale.tracking.sweep_status import refresh_sweep_status, runs_page_link
 
 from helpers.ports import free_port
 from helpers.processes import stop_group
@@ -148,7 +148,7 @@ def test_experiment_page_renders_in_a_browser(server, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install -y chromium)")
     base, parent, _ = server
-    pages = {"mlflow_ui.png": f"{base}/#/experiments/{parent.experiment_id}/runs",
+    pages = {"mlflow_ui.png": runs_page_link(base, parent.experiment_id),
              "mlflow_ui_sweep_run.png":
                  f"{base}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"}
     for name, url in pages.items():

@@ -9,15 +9,20 @@ Layout in the store
 - One child run per grid cell (`TAG_KIND` = "cell", `TAG_CELL_HASH`, `TAG_SWEEP_ID`,
   `mlflow.parentRunId`), found again by (sweep id, cell hash): a retried or resumed cell reuses
   its run. `TAG_CELL_SPEC` holds the cell's JSON, so the grid can be rebuilt from MLflow alone.
+  Its run name is `cell_run_name` ("procedure model-arch-samples", " seed=N" only where the grid
+  repeats the cell with noise seeds: `TAG_SEEDED_NAMES` on the parent). What the MLflow UI shows
+  of a sweep (cell counts, experiment kind, the saved runs-table view) is `sweep_status`.
 - `TAG_STATUS` (`CellState`: running / finished / failed) plus the MLflow run status;
   `TAG_HEARTBEAT` (unix seconds, refreshed by every metric logged) lets a sweep call a silent
   "running" run stale, and `TAG_OWNER` (host:pid:start of the training process) lets a sweep on
   that host relaunch it at once when the process table says the owner died.
-- Params: `Cell.flat_params()`, `PARAM_CELL_HASH`, `PARAM_CODE_VERSION`, and the dataset
-  description's scalar leaves as `dataset_info.*` (the whole description is `dataset.json`).
+- Params: `Cell.flat_params()`, `PARAM_CELL_HASH`, `PARAM_PROCEDURE`, `PARAM_CODE_VERSION`, and
+  the dataset description's scalar leaves as `dataset_info.*` (the whole description is
+  `dataset.json`; the training shards are also the run's MLflow dataset input, `datasets`).
   Params are immutable, so what can change between attempts is not a param: the world-size
   history is the `world_size` metric plus `TAG_WORLD_SIZES` ("2@0,1@5120": workers@samples_seen).
-- Metrics: every metric's MLflow `step` is samples seen, so curves line up across elastic
+- Metrics: `METRIC_N_PARAMS` and the planned compute are logged at run start
+  (`CellRunLogger.log_model`); every metric's MLflow `step` is samples seen, so curves line up across elastic
   restarts and a constant-LR run logs each evaluated checkpoint as `eval/<task>/<metric>` at its
   own step. Dense per-step curves are parquet artifacts (`curves/<name>.parquet`), keeping metric
   search fast with thousands of runs.
@@ -249,7 +254,11 @@ class SweepRun:
         counts (`sweep_status`); False if the store is down."""
         done = _terminate(_client(self.tracking_uri), self.run_id, status, None, deadline_s)
         if done:
-            refresh_sweep_status(self)
+            try:
+                refresh_sweep_status(self)
+            except (MlflowException, OSError, UserError) as error:  # store gone since the status
+                _logger.warning("sweep %s: final cell counts not written: %s", self.sweep_id,
+                                _first_line(error))
         return done
 
     def beat(self, driver: str) -> bool:

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from ray.tune import Callback
 
 from vlscale import tracking
+from vlscale.errors import UserError
 from vlscale.tracking.sweep_status import CellCounts, refresh_sweep_status
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class CellsStatusCallback(Callback):
         counts are written again when the next cell ends and when the sweep finishes)."""
         try:
             self.last = refresh_sweep_status(self.sweep, declared=self.declared)
-        except (MlflowException, OSError) as error:
+        except (MlflowException, OSError, UserError) as error:
             log.warning("cell counts not written to %s: %s", self.sweep.tracking_uri, error)
         return self.last
 
