@@ -150,7 +150,8 @@ def test_experiment_page_renders_in_a_browser(server, tmp_path):
     base, parent, _ = server
     pages = {"mlflow_ui.png": runs_page_link(base, parent.experiment_id),
              "mlflow_ui_sweep_run.png":
-                 f"{base}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"}
+                 f"{base}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"
+                 "?workflowType=machine_learning"}
     for name, url in pages.items():
         shot = tmp_path / name
         _screenshot(url, shot, tmp_path / f"profile-{name}")
