@@ -70,11 +70,12 @@ def test_sweep_cells_round_trip_through_the_store(store_uri, tmp_path):
     assert (done.status, done.mlflow_status, done.state()) == ("finished", "FINISHED", "finished")
     assert (broken.status, broken.mlflow_status, broken.state()) == ("failed", "FAILED", "failed")
     assert broken.tags[tracking.TAG_ERROR] == "RuntimeError: worker died"
-    assert done.run_name == const.run_name and done.sweep_id == "roundtrip"
+    assert done.run_name == tracking.cell_run_name(const) and done.sweep_id == "roundtrip"
     assert done.parent_run_id == sweep.run_id == broken.parent_run_id
     assert done.params == {k: str(v) for k, v in const.flat_params().items()} | {
         tracking.PARAM_CELL_HASH: const.cell_hash, tracking.PARAM_CODE_VERSION: "abc123",
-        "dataset_info.samples": "5000", "dataset_info.image.size": "64"}
+        tracking.PARAM_PROCEDURE: const.procedure, "dataset_info.samples": "5000",
+        "dataset_info.image.size": "64"}
     assert done.cell_spec() == const.experiment_dict()
     assert done.tags[tracking.TAG_WORLD_SIZES] == "2@0,1@512"
     assert done.tags[tracking.TAG_ATTEMPTS] == "2"

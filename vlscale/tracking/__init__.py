@@ -16,7 +16,8 @@ import importlib
 from typing import Any
 
 _MODULES = ("vlscale.tracking.schema", "vlscale.tracking.runs")
-_SUBMODULES = frozenset({"schema", "runs", "store", "buffer", "server"})
+_SUBMODULES = frozenset({"schema", "runs", "store", "buffer", "server", "sweep_status",
+                         "datasets"})
 
 
 def __getattr__(name: str) -> Any:

@@ -9,15 +9,20 @@ Layout in the store
 - One child run per grid cell (`TAG_KIND` = "cell", `TAG_CELL_HASH`, `TAG_SWEEP_ID`,
   `mlflow.parentRunId`), found again by (sweep id, cell hash): a retried or resumed cell reuses
   its run. `TAG_CELL_SPEC` holds the cell's JSON, so the grid can be rebuilt from MLflow alone.
+  Its run name is `cell_run_name` ("procedure model-arch-samples", " seed=N" only where the grid
+  repeats the cell with noise seeds: `TAG_SEEDED_NAMES` on the parent). What the MLflow UI shows
+  of a sweep (cell counts, experiment kind, the saved runs-table view) is `sweep_status`.
 - `TAG_STATUS` (`CellState`: running / finished / failed) plus the MLflow run status;
   `TAG_HEARTBEAT` (unix seconds, refreshed by every metric logged) lets a sweep call a silent
   "running" run stale, and `TAG_OWNER` (host:pid:start of the training process) lets a sweep on
   that host relaunch it at once when the process table says the owner died.
-- Params: `Cell.flat_params()`, `PARAM_CELL_HASH`, `PARAM_CODE_VERSION`, and the dataset
-  description's scalar leaves as `dataset_info.*` (the whole description is `dataset.json`).
+- Params: `Cell.flat_params()`, `PARAM_CELL_HASH`, `PARAM_PROCEDURE`, `PARAM_CODE_VERSION`, and
+  the dataset description's scalar leaves as `dataset_info.*` (the whole description is
+  `dataset.json`; the training shards are also the run's MLflow dataset input, `datasets`).
   Params are immutable, so what can change between attempts is not a param: the world-size
   history is the `world_size` metric plus `TAG_WORLD_SIZES` ("2@0,1@5120": workers@samples_seen).
-- Metrics: every metric's MLflow `step` is samples seen, so curves line up across elastic
+- Metrics: `METRIC_N_PARAMS` and the planned compute are logged at run start
+  (`CellRunLogger.log_model`); every metric's MLflow `step` is samples seen, so curves line up across elastic
   restarts and a constant-LR run logs each evaluated checkpoint as `eval/<task>/<metric>` at its
   own step. Dense per-step curves are parquet artifacts (`curves/<name>.parquet`), keeping metric
   search fast with thousands of runs.
@@ -45,6 +50,7 @@ from vlscale import settings
 from vlscale.errors import UserError
 from vlscale.tracking import store as tracking_store
 from vlscale.tracking.buffer import MetricBuffer, call_with_retry
+from vlscale.tracking.datasets import log_training_dataset
 from vlscale.tracking.schema import (
     ARTIFACT_CHECKPOINT_DIR,
     ARTIFACT_CURVES_DIR,
@@ -54,11 +60,13 @@ from vlscale.tracking.schema import (
     KIND_CELL,
     KIND_SWEEP,
     METRIC_GFLOPS_PER_SAMPLE,
+    METRIC_N_PARAMS,
     METRIC_TOTAL_GFLOPS,
     METRIC_WORLD_SIZE,
     PARAM_CELL_HASH,
     PARAM_CODE_VERSION,
     PARAM_DATASET_PREFIX,
+    PARAM_PROCEDURE,
     SPILL_DIR_NAME,
     STALE_AFTER_S,
     SWEEP_GRID,
@@ -78,6 +86,7 @@ from vlscale.tracking.schema import (
     TAG_PARAMS_CHANGED,
     TAG_PARENT_RUN_ID,
     TAG_PROCEDURE,
+    TAG_SEEDED_NAMES,
     TAG_STATUS,
     TAG_SWEEP_ID,
     TAG_SWEEP_KIND,
@@ -102,6 +111,7 @@ from vlscale.tracking.store import (  # noqa: F401 - CODE_VERSION_ENV re-exporte
     upload_path,
     write_parquet,
 )
+from vlscale.tracking.sweep_status import mark_experiment, refresh_sweep_status
 
 code_version = tracking_store.code_version  # re-exported: the git SHA (or $VLSCALE_CODE_VERSION)
 
@@ -127,6 +137,8 @@ __all__ = [
     "process_identity",
     "process_alive",
     "grid_manifest",
+    "cell_run_name",
+    "cell_run_names",
     "SweepRun",
     "start_sweep_parent",
     "find_sweep_parent",
@@ -177,11 +189,49 @@ def process_alive(identity: str) -> bool | None:
     return abs(started - int(start_text)) < 2  # create_time is rounded in the identity
 
 
+SEED_SUFFIX = " seed="
+SEEDED_ALL = "*"
+
+
+def cell_run_name(cell: Cell, *, seeded: bool = False) -> str:
+    """The MLflow run name of a cell: "procedure model-arch-samples" (e.g. "clip-synth
+    clip-cpu-w32-l1-100k", the cell's label after it), plus " seed=N" when `seeded` (the grid
+    repeats this cell with noise seeds), so names are unique within a sweep."""
+    name = f"{cell.procedure} {cell.run_name}" if cell.procedure else cell.run_name
+    return f"{name}{SEED_SUFFIX}{cell.train.seed}" if seeded else name
+
+
+def cell_run_names(cells: Sequence[Cell]) -> dict[str, str]:
+    """Run name by cell hash for a whole grid: the seed is added only to cells whose name
+    without it another cell of the grid shares."""
+    bases = [cell_run_name(c) for c in cells]
+    return {c.cell_hash: cell_run_name(c, seeded=bases.count(base) > 1)
+            for c, base in zip(cells, bases)}
+
+
+def _seeded_names_tag(manifest: Sequence[Mapping[str, Any]]) -> str:
+    """`TAG_SEEDED_NAMES` of a grid manifest: the names that get a seed, or "*" when that list
+    would not fit in a tag."""
+    seeded = sorted({entry["run_name"].rsplit(SEED_SUFFIX, 1)[0] for entry in manifest
+                     if SEED_SUFFIX in entry["run_name"]})
+    text = json.dumps(seeded)
+    return text if len(text) <= 7000 else SEEDED_ALL
+
+
+def _new_run_name(client: MlflowClient, cell: Cell, sweep: SweepRun | None) -> str:
+    """The name of a cell's new run: seeded when its sweep's grid says so (`TAG_SEEDED_NAMES`)."""
+    if sweep is None:
+        return cell_run_name(cell)
+    tag = client.get_run(sweep.run_id).data.tags.get(TAG_SEEDED_NAMES, "[]")
+    return cell_run_name(cell, seeded=tag == SEEDED_ALL or cell_run_name(cell) in json.loads(tag))
+
+
 def grid_manifest(cells: Sequence[Cell], gflops_per_sample: Mapping[str, float]) -> list[dict]:
     """What `ARTIFACT_GRID` holds: one entry per declared cell (hash, run name, procedure, model
     type, arch, samples seen, eval points, GFLOPs per sample by `cell.model.key`, and the cell's
     `experiment_dict()` as "spec"), so readers tell missing cells from failed ones."""
-    return [{"cell_hash": c.cell_hash, "run_name": c.run_name, "procedure": c.procedure,
+    names = cell_run_names(cells)
+    return [{"cell_hash": c.cell_hash, "run_name": names[c.cell_hash], "procedure": c.procedure,
              "model_type": c.model.model_type, "arch": c.model.arch,
              "samples_seen": c.train.samples_seen, "eval_points": list(c.train.eval_points),
              "gflops_per_sample": gflops_per_sample[c.model.key],
@@ -200,8 +250,16 @@ class SweepRun:
     """What the sweep is for (`SWEEP_KINDS`); tagged on its parent and on every cell run."""
 
     def finish(self, status: CellState = CellState.FINISHED, deadline_s: float = 60.0) -> bool:
-        """Mark the sweep finished or failed (tag and MLflow status); False if the store is down."""
-        return _terminate(_client(self.tracking_uri), self.run_id, status, None, deadline_s)
+        """Mark the sweep finished or failed (tag and MLflow status) and write its final cell
+        counts (`sweep_status`); False if the store is down."""
+        done = _terminate(_client(self.tracking_uri), self.run_id, status, None, deadline_s)
+        if done:
+            try:
+                refresh_sweep_status(self)
+            except (MlflowException, OSError, UserError) as error:  # store gone since the status
+                _logger.warning("sweep %s: final cell counts not written: %s", self.sweep_id,
+                                _first_line(error))
+        return done
 
     def beat(self, driver: str) -> bool:
         """Refresh the sweep driver's heartbeat on the parent run; False if the store is down."""
@@ -232,8 +290,10 @@ class SweepRun:
         MlflowClient(self.tracking_uri).log_dict(self.run_id, values, artifact_file)
 
     def log_grid(self, manifest: list[dict[str, Any]]) -> None:
-        """Store the declared cells (`grid_manifest`) as `ARTIFACT_GRID`."""
+        """Store the declared cells (`grid_manifest`) as `ARTIFACT_GRID`, and which run names
+        carry a seed (`TAG_SEEDED_NAMES`, read when a cell's run is created)."""
         self.log_dict(manifest, ARTIFACT_GRID)
+        self.set_tags({TAG_SEEDED_NAMES: _seeded_names_tag(manifest)})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None,
                      deadline_s: float = 300.0) -> bool:
@@ -270,6 +330,7 @@ def start_sweep_parent(tracking_uri: str | None, sweep_id: str, *,
     run_tags = {TAG_KIND: KIND_SWEEP, TAG_SWEEP_ID: sweep_id, TAG_SWEEP_KIND: kind} | now_tags
     if (version := tracking_store.code_version()) is not None:
         run_tags[TAG_GIT_COMMIT] = version.removesuffix("-dirty")
+    mark_experiment(client, experiment_id)
     run = client.create_run(experiment_id, tags=run_tags, run_name=sweep_id)
     _log_params_once(client, run.info.run_id, params or {})
     return SweepRun(uri, sweep_id, run.info.run_id, experiment_id, kind)
@@ -342,6 +403,13 @@ class CellRunLogger:
             history = "..," + history[-7990:].split(",", 1)[-1]
         self.buffer.set_tags({TAG_WORLD_SIZES: history})
         self.log_metrics({METRIC_WORLD_SIZE: world_size}, samples_seen)
+
+    def log_model(self, n_params: int, gflops_per_sample: float, samples_seen: int) -> None:
+        """At run start: the model's parameter count (`METRIC_N_PARAMS`, step 0) and the cell's
+        planned compute (`log_compute` at the cell's samples seen), so the UI's charts and
+        parallel-coordinates plot have size and compute for running cells too."""
+        self.log_metrics({METRIC_N_PARAMS: float(n_params)}, 0)
+        self.log_compute(gflops_per_sample, samples_seen)
 
     def log_compute(self, gflops_per_sample: float, samples_seen: int) -> None:
         """Forward GFLOPs per sample and the total compute C = GFLOPs/sample x samples seen."""
@@ -453,7 +521,10 @@ def open_cell_run(cell: Cell, *, sweep: SweepRun | None = None, tracking_uri: st
                      TAG_SWEEP_KIND: sweep.kind}
         if version:
             tags[TAG_GIT_COMMIT] = version.removesuffix("-dirty")
-        run = client.create_run(experiment_id, tags=tags, run_name=cell.run_name)
+        if sweep is None:
+            mark_experiment(client, experiment_id)
+        run = client.create_run(experiment_id, tags=tags, run_name=_new_run_name(client, cell,
+                                                                                  sweep))
     else:
         client.update_run(run.info.run_id, status="RUNNING")
         attempts = int(run.data.tags.get(TAG_ATTEMPTS, "1")) + 1
@@ -462,7 +533,7 @@ def open_cell_run(cell: Cell, *, sweep: SweepRun | None = None, tracking_uri: st
         if TAG_ERROR in run.data.tags:
             client.delete_tag(run.info.run_id, TAG_ERROR)
     run_id = run.info.run_id
-    params = (cell.flat_params() | {PARAM_CELL_HASH: cell.cell_hash}
+    params = (cell.flat_params() | {PARAM_CELL_HASH: cell.cell_hash, PARAM_PROCEDURE: cell.procedure}
               | flatten_scalars(dataset_info or {}, PARAM_DATASET_PREFIX))
     if version:
         params[PARAM_CODE_VERSION] = version
@@ -470,6 +541,7 @@ def open_cell_run(cell: Cell, *, sweep: SweepRun | None = None, tracking_uri: st
     if dataset_info:
         call_with_retry(lambda: client.log_dict(run_id, dict(dataset_info), ARTIFACT_DATASET),
                         60.0, f"uploading {ARTIFACT_DATASET}")
+        log_training_dataset(client, run_id, cell.data.name, dataset_info)
     buffer = MetricBuffer(client, run_id, flush_interval_s=flush_interval_s,
                           flush_max_metrics=flush_max_metrics, backoff_cap_s=backoff_cap_s,
                           spill_path=settings.state_dir() / SPILL_DIR_NAME / f"{run_id}.jsonl")

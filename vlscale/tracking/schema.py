@@ -28,6 +28,10 @@ __all__ = [
     "ARTIFACT_CHECKPOINT_DIR", "ARTIFACT_DATASET", "ARTIFACT_GRID", "ARTIFACT_REPORT_DIR",
     "DEFAULT_EXPERIMENT", "STALE_AFTER_S", "SPILL_DIR_NAME", "default_experiment_name",
     "loss_metric_name", "eval_metric_name", "parse_eval_metric_name", "check_metric_name",
+    # the MLflow UI's view of a sweep
+    "TAG_CELLS", "TAG_SEEDED_NAMES", "TAG_EXPERIMENT_KIND", "EXPERIMENT_KIND_MODEL_DEVELOPMENT",
+    "TAG_SHARED_VIEW_PREFIX", "VIEW_SHARE_KEY", "TAG_DATASET_CONTEXT", "DATASET_CONTEXT_TRAINING",
+    "PARAM_PROCEDURE", "METRIC_N_PARAMS", "CELLS_LINE_PREFIX",
 ]
 
 
@@ -130,6 +134,29 @@ ARTIFACT_GRID = "grid.json"
 can tell missing cells from MLflow alone."""
 ARTIFACT_REPORT_DIR = "report"
 """On a sweep's parent run: the comparison report (report.html, plots, report.json)."""
+# --- the MLflow UI's view of a sweep (MLflow 3.17's own names where they start with "mlflow.") --
+TAG_CELLS = "vlscale.cells"
+"""On a sweep's parent run: "N finished, N failed, N running, N missing" (`sweep_status`), kept
+current as cells end, so the runs table says how far the sweep is."""
+CELLS_LINE_PREFIX = "Cells: "
+"""The first line of the parent's description (and one line per sweep of the experiment's) that
+repeats `TAG_CELLS`; replaced on each refresh, the rest of the description is kept."""
+TAG_SEEDED_NAMES = "vlscale.seeded_names"
+"""On a sweep's parent run: JSON list of the run names (less the seed) that several cells of the
+grid share, so only those cells' names get " seed=N" ("*": every cell's)."""
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_MODEL_DEVELOPMENT = "custom_model_development"
+"""MLflow's experiment kind for training runs (the other is "genai_development")."""
+TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+"""Experiment tag prefix of a saved runs-table view: `<prefix><key>` holds its JSON state, opened
+by `#/experiments/<id>/runs?viewStateShareKey=<key>`."""
+VIEW_SHARE_KEY = "vlscale"
+TAG_DATASET_CONTEXT = "mlflow.data.context"
+"""MLflow's dataset-input tag (`MLFLOW_DATASET_CONTEXT`)."""
+DATASET_CONTEXT_TRAINING = "training"
+PARAM_PROCEDURE = "procedure"
+METRIC_N_PARAMS = "n_params"
+"""Parameter count of the cell's model, logged at run start (step 0)."""
 # --- defaults ---------------------------------------------------------------------------------
 DEFAULT_EXPERIMENT = "vlscale"
 """Experiment of cells logged outside any sweep."""

@@ -294,12 +294,50 @@ def _serve(backend: str, artifacts: str, host: str, port: int, workers: int) -> 
         announced.set()
         print(f"MLflow UI on http://{host}:{port}  (store {displayed_uri(backend)}; Ctrl-C stops "
               "it)", flush=True)
+        _print_sweep_links(url.removesuffix("/health"))
         return process.wait()
     except (KeyboardInterrupt, _Stopped):
         _stop(process)
         return 0
     finally:
         _stop(process)
+
+
+SWEEP_LINKS = 5
+"""How many experiments (the most recently updated) `vlscale ui` links to."""
+
+
+def sweep_links(base_url: str, limit: int = SWEEP_LINKS) -> list[tuple[str, str]]:
+    """(experiment name, link) of the sweep experiments a running server holds, newest first:
+    each link opens the runs table on the saved view of the cells (`runs_page_link`). MLflow
+    3.17's UI opens an experiment on its last-used tab otherwise (for a new browser the GenAI
+    one), so the printed link is how a user lands on the cells and their columns."""
+    from mlflow import MlflowClient
+
+    from vlscale.tracking.schema import EXPERIMENT_KIND_MODEL_DEVELOPMENT, TAG_EXPERIMENT_KIND
+    from vlscale.tracking.store import configure_http_client
+    from vlscale.tracking.sweep_status import runs_page_link
+
+    configure_http_client()
+    found = MlflowClient(base_url).search_experiments(
+        filter_string=f"tags.`{TAG_EXPERIMENT_KIND}` = '{EXPERIMENT_KIND_MODEL_DEVELOPMENT}'",
+        max_results=limit, order_by=["last_update_time DESC"])
+    return [(e.name, runs_page_link(base_url, e.experiment_id)) for e in found]
+
+
+def _print_sweep_links(base_url: str) -> None:
+    """Print `sweep_links` under the address; a server that refuses the listing (e.g. one with
+    authentication) gets one line saying so, and keeps serving."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        links = sweep_links(base_url)
+    except MlflowException as error:
+        print(f"  (sweep links not listed: {str(error).strip().splitlines()[0][:200]})",
+              flush=True)
+        return
+    for name, link in links:
+        print(f"  {name}: {link}", flush=True)
 
 
 def _run_ui(args: argparse.Namespace) -> int:

@@ -58,6 +58,8 @@ def test_grid_runs_end_to_end_and_a_rerun_launches_nothing(finished_sweep, shard
     parent = tracking.find_sweep_parent(opts.tracking_uri, "tiny")
     assert all(r.parent_run_id == parent.run_id for r in runs)
     assert all("eval/zeroshot/acc1" in r.metrics for r in runs)
+    assert len({r.run_name for r in runs}) == 8 and all(" seed=" not in r.run_name for r in runs)
+    assert parent.tags()[tracking.TAG_CELLS] == "8 finished, 0 failed, 0 running, 0 missing"
     again = run_sweep(tiny_grid(shards), opts)
     assert again.launched == 0
     assert len(cell_runs(opts, "tiny")) == 8

@@ -59,7 +59,10 @@ def test_cell_on_two_workers_is_one_complete_mlflow_run(reference):
     assert record.params[tracking.PARAM_CELL_HASH] == record.cell_hash
     assert any(k.startswith(tracking.PARAM_DATASET_PREFIX) for k in record.params)
     metrics = record.metrics
-    for key in (tracking.METRIC_GFLOPS_PER_SAMPLE, tracking.METRIC_TOTAL_GFLOPS,
+    assert record.params[tracking.PARAM_PROCEDURE] == "mammut-synth"
+    assert record.run_name == "mammut-synth mammut-cpu-w32-l1-3.07k"
+    for key in (tracking.METRIC_N_PARAMS, tracking.METRIC_GFLOPS_PER_SAMPLE,
+                tracking.METRIC_TOTAL_GFLOPS,
                 tracking.METRIC_THROUGHPUT, tracking.METRIC_THROUGHPUT_PER_WORKER,
                 tracking.METRIC_DATA_WAIT_FRACTION, tracking.METRIC_SKIPPED_RECORDS,
                 tracking.METRIC_WALL_TIME_S, tracking.METRIC_ACCELERATOR_HOURS,

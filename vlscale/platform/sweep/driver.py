@@ -19,7 +19,7 @@ from typing import Any
 from vlscale import settings, tracking
 from vlscale.errors import UserError
 from vlscale.platform.config import Cell, GridSpec, cell_from_dict
-from vlscale.platform.sweep import ledger
+from vlscale.platform.sweep import cells_status, ledger
 from vlscale.platform.sweep.lock import DriverLock
 from vlscale.platform.sweep.progress import SweepProgress
 from vlscale.platform.sweep.tuning import SEARCHES, TuningSpec
@@ -194,7 +194,8 @@ def _run_tune(grid: SweepSpec, launch: list[ledger.LedgerEntry], sweep: tracking
             name=f"sweep-{grid.name}-{int(time.time())}", storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=max(
                 c.resources.max_failures for c in cells)),
-            callbacks=[progress], verbose=0),
+            callbacks=[progress, cells_status.CellsStatusCallback(sweep, progress.total_cells)],
+            verbose=0),
     )
     results = tuner.fit()
     if scheduler is not None:

@@ -50,8 +50,8 @@ class CellProgress:
             cell, sweep=sweep, tracking_uri=target["uri"],
             experiment_name=target.get("experiment"), dataset_info=shards.description,
             world_size=world_size, samples_seen=state["samples"])
-        self.logger.log_metrics({tracking.METRIC_GFLOPS_PER_SAMPLE: profile.gflops},
-                                state["samples"])
+        self.logger.log_model(round(profile.params_m * 1e6), profile.gflops,
+                              cell.train.samples_seen)
         if self.logger.resumed and state["samples"] > 0:
             self.rows = previous_curve_rows(self.logger.client, self.logger.tracking_uri,
                                             self.logger.run_id, state["samples"])
