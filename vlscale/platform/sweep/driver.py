@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,31 @@ def read_ledger(grid: SweepSpec, cells: list[Cell], options: SweepOptions,
                            stale_after_s=options.stale_after_s, driver_gone=driver_gone)
 
 
+def validate_and_open_store(grid: SweepSpec, tracking_uri: str) -> list[Cell]:
+    """The grid's cells (`validate_grid`), then the tracking store opened (`tracking.connect`):
+    the part of a sweep's start that runs while Ray starts (see `run_sweep`)."""
+    cells = validate_grid(grid)
+    tracking.connect(tracking_uri)
+    return cells
+
+
 def run_sweep(grid: SweepSpec, options: SweepOptions) -> SweepOutcome:
     from vlscale.platform.cluster import cluster_cpus, ensure_ray
 
-    cells = validate_grid(grid)
     uri = settings.tracking_uri(options.tracking_uri)
-    ensure_ray(options.address)
+    # Ray's start (its processes boot while this one mostly waits) overlaps the driver's own
+    # set-up, which needs no Ray: validating the grid (torch/open_clip imports, shard checks)
+    # and opening the tracking store (a new SQLite store creates and migrates its schema here,
+    # once per sweep; every later call of this process reuses MLflow's cached store).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlscale-sweep-setup") as pool:
+        setup = pool.submit(validate_and_open_store, grid, uri)
+        try:
+            ensure_ray(options.address)
+        except BaseException:
+            if setup.exception() is not None:  # the grid's or store's error first, as before
+                setup.result()
+            raise
+        cells = setup.result()
     from vlscale.platform.train.runner import check_cluster_fits
 
     for cell in cells:  # refuse resources the cluster lacks instead of waiting forever
