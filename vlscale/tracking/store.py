@@ -6,12 +6,14 @@ the store there", "which experiment", "every run matching a filter", and moves p
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -68,8 +70,9 @@ def connect(tracking_uri: str | None = None, *, wait_s: float = 0.0) -> tuple[Ml
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            client = MlflowClient(uri)
-            client.search_experiments(max_results=1)
+            with sqlite_schema_lock(uri):
+                client = MlflowClient(uri)
+                client.search_experiments(max_results=1)
             break
         except Exception as error:  # noqa: BLE001 - turned into a one-line UserError
             if time.monotonic() + 2.0 < deadline:
@@ -81,6 +84,33 @@ def connect(tracking_uri: str | None = None, *, wait_s: float = 0.0) -> tuple[Ml
                 f"or unset both to use the embedded store {settings.embedded_tracking_uri()}"
             ) from error
     return client, uri
+
+
+_schema_checked: set[str] = set()
+
+
+@contextmanager
+def sqlite_schema_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a SQLite store's file while this process first opens it.
+
+    Opening a SQLite store the first time in a process creates or migrates its schema (MLflow
+    runs alembic). Two processes doing that at once (a sweep starting while `vlscale status`
+    reads the same new store, two trials of a fresh store) collide: "table _alembic_tmp_...
+    already exists". The lock (`flock` on the database file itself; SQLite's own locks are
+    `fcntl` ones, which `flock` does not touch) makes the second wait until the first is done,
+    after which it finds the schema in place. Other stores and later opens take no lock."""
+    if not tracking_uri.startswith("sqlite:///") or tracking_uri in _schema_checked:
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database, "ab") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+            _schema_checked.add(tracking_uri)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _reason(error: BaseException) -> str:

@@ -11,7 +11,9 @@ its predecessor.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,13 +78,38 @@ def read_ledger(grid: SweepSpec, cells: list[Cell], options: SweepOptions,
                            stale_after_s=options.stale_after_s, driver_gone=driver_gone)
 
 
+def validate_and_open_store(grid: SweepSpec, tracking_uri: str) -> list[Cell]:
+    """The grid's cells (`validate_grid`), then the tracking store opened (`tracking.connect`):
+    the part of a sweep's start that runs while Ray starts (see `run_sweep`)."""
+    cells = validate_grid(grid)
+    tracking.connect(tracking_uri)
+    return cells
+
+
 def run_sweep(grid: SweepSpec, options: SweepOptions) -> SweepOutcome:
     from vlscale.platform.cluster import check_shared_state, cluster_cpus, ensure_ray
 
-    cells = validate_grid(grid)
     uri = settings.tracking_uri(options.tracking_uri)
-    ensure_ray(options.address)
+    # Ray's start (its processes boot while this one mostly waits) overlaps the driver's own
+    # set-up, which needs no Ray: validating the grid (torch/open_clip imports, shard checks)
+    # and opening the tracking store (a new SQLite store creates and migrates its schema here,
+    # once per sweep; every later call of this process reuses MLflow's cached store). On an
+    # existing cluster the store is opened only once `check_shared_state` has passed, so a
+    # multi-node run refused for node-local state writes nothing; an embedded Ray is one node.
+    embedded = not (options.address or os.environ.get("RAY_ADDRESS"))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlscale-sweep-setup") as pool:
+        setup = (pool.submit(validate_and_open_store, grid, uri) if embedded
+                 else pool.submit(validate_grid, grid))
+        try:
+            ensure_ray(options.address)
+        except BaseException:
+            if setup.exception() is not None:  # the grid's or store's error first, as before
+                setup.result()
+            raise
+        cells = setup.result()
     check_shared_state(tracking_uri=options.tracking_uri, storage_path=options.storage_path)
+    if not embedded:
+        tracking.connect(uri)
     from vlscale.platform.train.runner import check_cluster_fits
 
     for cell in cells:  # refuse resources the cluster lacks instead of waiting forever
