@@ -9,6 +9,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 OPENER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
@@ -23,6 +25,8 @@ OPENER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_processes_opening_a_new_sqlite_store_at_once_all_connect(tmp_path):
     uri = f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
     go = tmp_path / "go"
