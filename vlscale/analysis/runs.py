@@ -123,22 +123,27 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
     identity = {"version": CACHE_VERSION, "uri": uri, "sweep": sweep, "experiment": experiment,
                 "parent_run_id": parent.run_id if parent else None, "experiment_ids": ids}
     cached = _read_cache(path, identity) if cache and not refresh else None
-    if cached is None:
-        records = reader.cell_runs(sweep, experiment)
-        old_table, old_runs, gone = _empty(TABLE_COLUMNS), _empty(RUNS_COLUMNS), set()
-    else:
-        old_table, old_runs, checked_at = cached
-        records = reader.cell_runs(sweep, experiment, changed_since_s=checked_at - CLOCK_SKEW_S)
-        gone = reader.deleted_cell_run_ids(sweep, experiment) & set(old_runs[C.RUN_ID])
-    known = dict(zip(old_runs[C.RUN_ID], old_runs["fingerprint"]))
-    changed = [r for r in records if _fingerprint(r) != known.get(r.run_id)]
-    table_parts, run_rows = _build(reader, changed)
-    drop = {r.run_id for r in changed} | gone
-    table = _concat([old_table[~old_table[C.RUN_ID].isin(drop)], *table_parts], TABLE_COLUMNS)
-    runs = _concat([old_runs[~old_runs[C.RUN_ID].isin(drop)], pd.DataFrame(run_rows)],
-                   RUNS_COLUMNS)
-    table, runs = _refresh_states(table, runs, records)
-    table, runs = _typed(table, TABLE_COLUMNS), _typed(runs, RUNS_COLUMNS)
+    with tracking.paused_gc():  # millions of long-lived objects: see `tracking.paused_gc`
+        if cached is None:
+            records = reader.cell_runs(sweep, experiment)
+            old_table, old_runs, gone = _empty(TABLE_COLUMNS), _empty(RUNS_COLUMNS), set()
+        else:
+            old_table, old_runs, checked_at = cached
+            records = reader.cell_runs(sweep, experiment,
+                                       changed_since_s=checked_at - CLOCK_SKEW_S)
+            gone = reader.deleted_cell_run_ids(sweep, experiment) & set(old_runs[C.RUN_ID])
+        known = dict(zip(old_runs[C.RUN_ID], old_runs["fingerprint"]))
+        changed = [r for r in records if _fingerprint(r) != known.get(r.run_id)]
+        if cached is not None and not records and not gone:
+            table, runs = old_table, old_runs  # a hit: nothing to re-read, sort or re-type
+        else:
+            new_table, new_runs = _build(reader, changed)
+            drop = {r.run_id for r in changed} | gone
+            table = _concat([old_table[~old_table[C.RUN_ID].isin(drop)], new_table],
+                            TABLE_COLUMNS)
+            runs = _concat([old_runs[~old_runs[C.RUN_ID].isin(drop)], new_runs], RUNS_COLUMNS)
+            table, runs = _refresh_states(table, runs, records)
+            table, runs = _typed(table, TABLE_COLUMNS), _typed(runs, RUNS_COLUMNS)
     if cache:  # the tables only when a run was re-listed (its state may have changed)
         _write_cache(path, identity | {"checked_at": started}, table, runs,
                      tables=cached is None or bool(records or gone))
@@ -181,23 +186,55 @@ def read_source(source: str | Path | pd.DataFrame | SweepResults,
 
 # --- one run -> rows -----------------------------------------------------------------------------
 
-def _build(reader, records: list) -> tuple[list[pd.DataFrame], list[dict]]:
-    """Rows of each record; metric histories only for runs evaluated at several points (or
-    logged before `TAG_EVAL_STEPS` existed, whose steps only the history has)."""
-    several = [r for r in records
-               if r.has_eval() and (r.eval_steps is None or _several_eval_points(r.params))]
-    with ThreadPoolExecutor(HISTORY_THREADS) as pool:
-        histories = dict(zip([r.run_id for r in several],
-                             pool.map(lambda r: reader.eval_history(r.run_id), several)))
-    parts, runs = [], []
+def _build(reader, records: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evaluation rows, run rows) of the records, each table built at once (a frame per run
+    costs milliseconds each, minutes for a 10,000-run sweep). Evaluations come from the listing
+    (`TAG_EVAL_HISTORY`, or `TAG_EVAL_STEPS` for a single evaluation); metric histories, one
+    request per metric, only for runs logged by an older vlscale without those tags."""
+    points_of: dict[str, list] = {}
+    several = []
     for record in records:
-        points = (histories[record.run_id] if record.run_id in histories
-                  else record.latest_eval())
-        run = _run_row(record, points)
-        runs.append(run)
-        if points:
-            parts.append(_eval_rows(record, run, points))
-    return parts, runs
+        if not record.has_eval():
+            points_of[record.run_id] = []
+        elif (tagged := record.tagged_eval_history()) is not None:
+            points_of[record.run_id] = tagged
+        elif record.eval_steps is None or _several_eval_points(record.params):
+            several.append(record)
+        else:
+            points_of[record.run_id] = record.latest_eval()
+    with ThreadPoolExecutor(HISTORY_THREADS) as pool:
+        points_of |= dict(zip([r.run_id for r in several],
+                              pool.map(lambda r: reader.eval_history(r.run_id), several)))
+    run_rows, per_run, owner, evals = [], [], [], []
+    for index, record in enumerate(records):
+        points = points_of[record.run_id]
+        run_rows.append(_run_row(record, points))
+        params = record.params
+        per_run.append({C.WARMUP_SAMPLES: _number(params.get("train.warmup_samples", 0)),
+                        SETTINGS_SOURCE: params.get("train.settings_source", ""),
+                        **{column: _number(params.get(param))
+                           for column, param in HYPERPARAMETERS.items()}})
+        owner += [index] * len(points)
+        evals += points
+    runs = pd.DataFrame(run_rows, columns=list(RUNS_COLUMNS))
+    if not evals:
+        return _empty(TABLE_COLUMNS), runs
+    shared = pd.concat([runs, pd.DataFrame(per_run)], axis=1).iloc[owner]
+    frame = pd.DataFrame(evals, columns=[C.DOWNSTREAM_DATASET, C.METRIC, C.SAMPLES_SEEN,
+                                         C.VALUE])
+    frame[C.SAMPLES_SEEN] = frame[C.SAMPLES_SEEN].astype(float)
+    gflops = shared[C.GFLOPS_PER_SAMPLE].to_numpy(float)
+    run_samples = shared[C.SAMPLES_SEEN].to_numpy(float)
+    frame[C.GFLOPS_PER_SAMPLE] = gflops
+    frame[C.GFLOPS_TOTAL] = gflops * frame[C.SAMPLES_SEEN].to_numpy()
+    frame[C.CHECKPOINT_SAMPLES] = frame[C.SAMPLES_SEEN]
+    frame[C.IS_FINAL] = frame[C.SAMPLES_SEEN].to_numpy() == run_samples
+    frame[RUN_SAMPLES_SEEN] = run_samples
+    for column in (C.WARMUP_SAMPLES, C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET, C.LR_SCHEDULER,
+                   PROCEDURE, CELL_HASH, C.RUN_ID, RUN_NAME, SWEEP_ID, STATUS, *HYPERPARAMETERS,
+                   SETTINGS_SOURCE):
+        frame[column] = shared[column].to_numpy()
+    return frame, runs
 
 
 def _several_eval_points(params: dict[str, str]) -> bool:
@@ -236,26 +273,6 @@ def _run_row(record, points: list) -> dict[str, Any]:
         "error": record.tags.get(S.TAG_ERROR, ""),
         "start_time": _number(record.start_time), "end_time": _number(record.end_time),
         "fingerprint": _fingerprint(record)}
-
-
-def _eval_rows(record, run: dict[str, Any], points: list) -> pd.DataFrame:
-    params = record.params
-    frame = pd.DataFrame(points, columns=[C.DOWNSTREAM_DATASET, C.METRIC, C.SAMPLES_SEEN,
-                                          C.VALUE])
-    frame[C.SAMPLES_SEEN] = frame[C.SAMPLES_SEEN].astype(float)
-    frame[C.GFLOPS_PER_SAMPLE] = run[C.GFLOPS_PER_SAMPLE]
-    frame[C.GFLOPS_TOTAL] = run[C.GFLOPS_PER_SAMPLE] * frame[C.SAMPLES_SEEN]
-    frame[C.CHECKPOINT_SAMPLES] = frame[C.SAMPLES_SEEN]
-    frame[C.IS_FINAL] = frame[C.SAMPLES_SEEN] == run[C.SAMPLES_SEEN]
-    frame[C.WARMUP_SAMPLES] = _number(params.get("train.warmup_samples", 0))
-    for column in (C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET, C.LR_SCHEDULER, PROCEDURE,
-                   CELL_HASH, C.RUN_ID, RUN_NAME, SWEEP_ID, STATUS):
-        frame[column] = run[column]
-    for column, param in HYPERPARAMETERS.items():
-        frame[column] = _number(params.get(param))
-    frame[RUN_SAMPLES_SEEN] = run[C.SAMPLES_SEEN]
-    frame[SETTINGS_SOURCE] = params.get("train.settings_source", "")
-    return frame
 
 
 def _fingerprint(record) -> str:

@@ -70,6 +70,7 @@ from vlscale.tracking.schema import (
     TAG_DESCRIPTION,
     TAG_DRIVER,
     TAG_ERROR,
+    TAG_EVAL_HISTORY,
     TAG_EVAL_STEPS,
     TAG_GIT_COMMIT,
     TAG_HEARTBEAT,
@@ -81,10 +82,12 @@ from vlscale.tracking.schema import (
     TAG_STATUS,
     TAG_SWEEP_ID,
     TAG_SWEEP_KIND,
+    TAG_VALUE_LIMIT,
     TAG_WORLD_SIZES,
     CellState,
     check_metric_name,
     default_experiment_name,
+    eval_history_part_tag,
     eval_metric_name,
     parse_eval_metric_name,
 )
@@ -96,6 +99,7 @@ from vlscale.tracking.store import (  # noqa: F401 - CODE_VERSION_ENV re-exporte
     get_or_create_experiment,
     log_new_params,
     metric_history,
+    paused_gc,
     quote,
     read_parquet_artifact,
     search_all_runs,
@@ -118,6 +122,7 @@ __all__ = [
     "get_or_create_experiment",
     "log_new_params",
     "metric_history",
+    "paused_gc",
     "quote",
     "read_parquet_artifact",
     "search_all_runs",
@@ -139,6 +144,8 @@ __all__ = [
     "mark_cell_stopped",
     "read_metric_history",
     "read_eval_history",
+    "eval_history_tags",
+    "eval_history_from_tags",
     "read_curves",
     "record_from_run",
     "StoreReader",
@@ -306,6 +313,8 @@ class CellRunLogger:
         self.buffer = buffer
         self._world_sizes = [e for e in run.data.tags.get(TAG_WORLD_SIZES, "").split(",") if e]
         self._eval_steps: dict[str, int] = json.loads(run.data.tags.get(TAG_EVAL_STEPS, "{}"))
+        self._eval_history = _resumed_eval_history(run)
+        self._history_tags: dict[str, str] = {}
         self._checked_keys: set[str] = set()
         self._last_heartbeat = 0.0
         self._finished: bool | None = None
@@ -322,8 +331,10 @@ class CellRunLogger:
         self.heartbeat()
 
     def log_eval(self, task: str, results: Mapping[str, float], samples_seen: int) -> None:
-        """Results of evaluating the checkpoint at `samples_seen` on `task`; `TAG_EVAL_STEPS`
-        records that step, so a listing knows where each latest evaluation was made."""
+        """Results of evaluating the checkpoint at `samples_seen` on `task`, as `eval/...`
+        metrics at that step (the MLflow UI's charts). `TAG_EVAL_STEPS` records the step of each
+        task's latest evaluation and `TAG_EVAL_HISTORY` every evaluation, so a listing of the
+        runs carries a constant-LR run's checkpoints without a metric-history request per run."""
         names = {eval_metric_name(task, k): v for k, v in results.items()}
         self.log_metrics(names, samples_seen)
         stored_task = task
@@ -332,7 +343,18 @@ class CellRunLogger:
             assert parsed is not None, "eval_metric_name keys parse back"
             stored_task = parsed[0]
         self._eval_steps[stored_task] = samples_seen
-        self.buffer.set_tags({TAG_EVAL_STEPS: json.dumps(self._eval_steps, sort_keys=True)})
+        tags = {TAG_EVAL_STEPS: json.dumps(self._eval_steps, sort_keys=True)}
+        if self._eval_history is not None:
+            at_step = self._eval_history.setdefault(stored_task, {}).setdefault(
+                str(samples_seen), {})
+            for key, value in names.items():
+                parsed = parse_eval_metric_name(key)
+                assert parsed is not None, "eval_metric_name keys parse back"
+                at_step[parsed[1]] = float(value)
+            history = eval_history_tags(self._eval_history)
+            tags |= {k: v for k, v in history.items() if self._history_tags.get(k) != v}
+            self._history_tags = history
+        self.buffer.set_tags(tags)
 
     def log_world_size(self, world_size: int, samples_seen: int) -> None:
         """Record the worker count a (re)started attempt trains with, from `samples_seen` on."""
@@ -536,6 +558,24 @@ class CellRunRecord:
         """`TAG_OWNER`: the process (host:pid:start) that opened the run last."""
         return self.tags.get(TAG_OWNER) or None
 
+    def tagged_eval_history(self) -> list[EvalPoint] | None:
+        """Every evaluated checkpoint from `TAG_EVAL_HISTORY` (no request: the listing returned
+        the tags), or None when the run has no complete one: no such tag (logged by an older
+        vlscale), or an `eval/...` metric whose latest value the tag lacks (a batch that never
+        arrived). Then `read_eval_history` reads the metric histories."""
+        history = eval_history_from_tags(self.tags)
+        if history is None:
+            return None
+        points = sorted(EvalPoint(task, metric, int(step), float(value))
+                        for task, steps in history.items() for step, values in steps.items()
+                        for metric, value in values.items())
+        latest = {(p.task, p.metric): p.value for p in points}  # sorted: the largest step last
+        for key, value in self.metrics.items():
+            if (name := parse_eval_metric_name(key)) is not None:
+                if name not in latest or not _same_value(latest[name], value):
+                    return None
+        return points
+
     def has_eval(self) -> bool:
         """Whether the run logged any evaluation."""
         return any(parse_eval_metric_name(key) is not None for key in self.metrics)
@@ -568,8 +608,9 @@ def list_cell_runs(tracking_uri: str | None, sweep_id: str | None = None, *,
     if sweep_id is not None:
         query += f" AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
     client, _ = connect(tracking_uri)
-    runs = search_all_runs(client, experiment_ids(client, experiment_name), query, page_size)
-    return [record_from_run(run) for run in runs]
+    with paused_gc():
+        runs = search_all_runs(client, experiment_ids(client, experiment_name), query, page_size)
+        return [record_from_run(run) for run in runs]
 
 
 def mark_cell_stopped(tracking_uri: str | None, sweep_id: str, cell_hash: str,
@@ -602,13 +643,63 @@ def read_metric_history(tracking_uri: str | None, run_id: str,
 
 def read_eval_history(tracking_uri: str | None, run_id: str) -> list[EvalPoint]:
     """Every evaluated checkpoint of a run (one per eval point of a constant-LR run)."""
-    client, uri = connect(tracking_uri)
+    return _eval_history(connect(tracking_uri)[0], run_id)
+
+
+def _eval_history(client: MlflowClient, run_id: str) -> list[EvalPoint]:
+    """`TAG_EVAL_HISTORY` when the run has a complete one, else its `eval/...` histories."""
+    run = client.get_run(run_id)
+    tagged = record_from_run(run).tagged_eval_history()
+    if tagged is not None:
+        return tagged
     points = []
-    for key in client.get_run(run_id).data.metrics:
+    for key in run.data.metrics:
         if (name := parse_eval_metric_name(key)) is not None:
             points += [EvalPoint(*name, step, value)
-                       for step, value in read_metric_history(uri, run_id, key)]
+                       for step, value in metric_history(client, run_id, key)]
     return sorted(points)
+
+
+EvalHistory = dict[str, dict[str, dict[str, float]]]
+"""{task: {str(samples seen): {metric: value}}}: what `TAG_EVAL_HISTORY`'s parts hold."""
+
+
+def eval_history_tags(history: EvalHistory) -> dict[str, str]:
+    """The tags holding `history`: `TAG_EVAL_HISTORY` = the number of parts, and the compact
+    JSON cut into parts of at most `TAG_VALUE_LIMIT` characters (MLflow's tag limit)."""
+    text = json.dumps(history, sort_keys=True, separators=(",", ":"))
+    parts = [text[i:i + TAG_VALUE_LIMIT] for i in range(0, len(text), TAG_VALUE_LIMIT)]
+    return {TAG_EVAL_HISTORY: str(len(parts))} | {
+        eval_history_part_tag(i): part for i, part in enumerate(parts)}
+
+
+def eval_history_from_tags(tags: Mapping[str, str]) -> EvalHistory | None:
+    """The history `eval_history_tags` wrote, or None when the run has none or an unreadable
+    one (parts missing or cut off, e.g. an attempt that died between two tag batches): then the
+    metric histories are what the run has."""
+    count = tags.get(TAG_EVAL_HISTORY, "")
+    if not count.isdigit():
+        return None
+    parts = [tags.get(eval_history_part_tag(i)) for i in range(int(count))]
+    if any(part is None for part in parts):
+        return None
+    try:
+        history = json.loads("".join(part for part in parts if part is not None))
+    except ValueError:
+        return None
+    return history if isinstance(history, dict) else None
+
+
+def _resumed_eval_history(run: Run) -> EvalHistory | None:
+    """The history a (re)opened run continues: its tagged one, {} for a run without
+    evaluations, None (write none) for a run an older vlscale evaluated without the tag, whose
+    earlier evaluations only its metric histories hold."""
+    history = eval_history_from_tags(run.data.tags)
+    if history is not None:
+        return history
+    if any(parse_eval_metric_name(key) is not None for key in run.data.metrics):
+        return None
+    return {}
 
 
 def read_curves(tracking_uri: str | None, run_id: str, name: str = "train") -> pandas.DataFrame:
@@ -634,6 +725,10 @@ def record_from_run(run: Run) -> CellRunRecord:
         params=dict(run.data.params), metrics=dict(run.data.metrics),
         eval_steps=json.loads(eval_steps) if eval_steps else None,
         tags=dict(tags))
+
+
+def _same_value(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)  # NaN equals NaN here
 
 
 def _find_cell_run(client: MlflowClient, ids: list[str], cell_hash: str,
@@ -730,10 +825,11 @@ class StoreReader:
             return list_cell_runs(self.uri, sweep_id, experiment_name=experiment_name)
         ids, query = self.experiment_ids(experiment_name), _cell_query(sweep_id)
         found: dict[str, CellRunRecord] = {}
-        for clause in ("attributes.status = 'RUNNING'",
-                       f"attributes.end_time >= {int(changed_since_s * 1000)}"):
-            for run in search_all_runs(self.client, ids, f"{query} AND {clause}"):
-                found[run.info.run_id] = record_from_run(run)
+        with paused_gc():
+            for clause in ("attributes.status = 'RUNNING'",
+                           f"attributes.end_time >= {int(changed_since_s * 1000)}"):
+                for run in search_all_runs(self.client, ids, f"{query} AND {clause}"):
+                    found[run.info.run_id] = record_from_run(run)
         return list(found.values())
 
     def deleted_cell_run_ids(self, sweep_id: str | None,
@@ -752,12 +848,7 @@ class StoreReader:
 
     def eval_history(self, run_id: str) -> list[EvalPoint]:
         """Every evaluated checkpoint of a run (`read_eval_history` on this connection)."""
-        points = []
-        for key in self.client.get_run(run_id).data.metrics:
-            if (name := parse_eval_metric_name(key)) is not None:
-                points += [EvalPoint(*name, step, value)
-                           for step, value in metric_history(self.client, run_id, key)]
-        return sorted(points)
+        return _eval_history(self.client, run_id)
 
     def sweep_grid(self, parent_run_id: str) -> list[dict[str, Any]] | None:
         """The declared cells (`ARTIFACT_GRID`) of a sweep's parent run, or None when the sweep

@@ -28,6 +28,7 @@ __all__ = [
     "ARTIFACT_CHECKPOINT_DIR", "ARTIFACT_DATASET", "ARTIFACT_GRID", "ARTIFACT_REPORT_DIR",
     "DEFAULT_EXPERIMENT", "STALE_AFTER_S", "SPILL_DIR_NAME", "default_experiment_name",
     "loss_metric_name", "eval_metric_name", "parse_eval_metric_name", "check_metric_name",
+    "TAG_EVAL_HISTORY", "TAG_VALUE_LIMIT", "eval_history_part_tag",
 ]
 
 
@@ -136,6 +137,21 @@ DEFAULT_EXPERIMENT = "vlscale"
 STALE_AFTER_S = 1800.0
 """A "running" cell whose heartbeat is older than this is presumed dead."""
 SPILL_DIR_NAME = "unsent-metrics"
+# --- the evaluation history in tags (read with the run listing) --------------------------------
+TAG_EVAL_HISTORY = "vlscale.eval_history"
+"""Number of parts of a cell's evaluation history; the parts are `eval_history_part_tag(i)`,
+i = 0 .. n-1, whose concatenated values are the JSON {task: {samples seen: {metric: value}}} of
+every evaluation the run logged (the values of its `eval/...` metric histories). A listing
+returns tags but not metric histories, so a reader builds a constant-LR run's evaluated
+checkpoints from the listing alone instead of one history request per metric and run. Runs
+logged before vlscale wrote it have none: their history is in the metric histories only."""
+TAG_VALUE_LIMIT = 8000
+"""MLflow's limit on a tag value (characters); longer values are split into parts."""
+
+
+def eval_history_part_tag(index: int) -> str:
+    """The tag holding part `index` (from 0) of `TAG_EVAL_HISTORY`'s JSON."""
+    return f"{TAG_EVAL_HISTORY}.{index}"
 
 _NAME_PART = re.compile(r"[^\w.\- ]")
 _VALID_KEY = re.compile(r"^[/\w.\- :]+$")
