@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from vlscale import settings
@@ -65,7 +66,9 @@ RUNS_COLUMNS: tuple[str, ...] = (
     C.RUN_ID, RUN_NAME, CELL_HASH, SWEEP_ID, PROCEDURE, C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET,
     C.LR_SCHEDULER, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, TOTAL_GFLOPS, ACCELERATOR_HOURS,
     WALL_TIME_S, STATUS, "n_eval_points", "error", "start_time", "end_time", "fingerprint")
-CACHE_VERSION = 2
+TABLE_ORDER = [PROCEDURE, C.ARCH, C.SAMPLES_SEEN, C.DOWNSTREAM_DATASET, C.METRIC, C.RUN_ID]
+"""How the results table is sorted."""
+CACHE_VERSION = 3
 CLOCK_SKEW_S = 900.0
 HISTORY_THREADS = 8
 """Parallel metric-history reads: they are round trips, which a tracking server serves in
@@ -134,7 +137,10 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
             gone = reader.deleted_cell_run_ids(sweep, experiment) & set(old_runs[C.RUN_ID])
         known = dict(zip(old_runs[C.RUN_ID], old_runs["fingerprint"]))
         changed = [r for r in records if _fingerprint(r) != known.get(r.run_id)]
-        if cached is not None and not records and not gone:
+        states = dict(zip(old_runs[C.RUN_ID], old_runs[STATUS]))
+        unchanged = cached is not None and not changed and not gone and all(
+            states.get(r.run_id) == str(r.state()) for r in records)
+        if unchanged:
             table, runs = old_table, old_runs  # a hit: nothing to re-read, sort or re-type
         else:
             new_table, new_runs = _build(reader, changed)
@@ -142,11 +148,13 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
             table = _concat([old_table[~old_table[C.RUN_ID].isin(drop)], new_table],
                             TABLE_COLUMNS)
             runs = _concat([old_runs[~old_runs[C.RUN_ID].isin(drop)], new_runs], RUNS_COLUMNS)
-            table, runs = _refresh_states(table, runs, records)
+            rebuilt = {r.run_id for r in changed}  # their rows were built with the state now
+            table, runs = _refresh_states(table, runs,
+                                          [r for r in records if r.run_id not in rebuilt],
+                                          sort_table=not old_table.empty)
             table, runs = _typed(table, TABLE_COLUMNS), _typed(runs, RUNS_COLUMNS)
-    if cache:  # the tables only when a run was re-listed (its state may have changed)
-        _write_cache(path, identity | {"checked_at": started}, table, runs,
-                     tables=cached is None or bool(records or gone))
+    if cache:  # the tables only when they changed
+        _write_cache(path, identity | {"checked_at": started}, table, runs, tables=not unchanged)
     state = "off" if not cache else ("miss" if cached is None else
                                      ("updated" if changed or gone else "hit"))
     grid = _read_grid(reader, parent.run_id) if parent else None
@@ -196,7 +204,7 @@ def _build(reader, records: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     for record in records:
         if not record.has_eval():
             points_of[record.run_id] = []
-        elif (tagged := record.tagged_eval_history()) is not None:
+        elif (tagged := record.tagged_eval_rows()) is not None:
             points_of[record.run_id] = tagged
         elif record.eval_steps is None or _several_eval_points(record.params):
             several.append(record)
@@ -205,8 +213,8 @@ def _build(reader, records: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     with ThreadPoolExecutor(HISTORY_THREADS) as pool:
         points_of |= dict(zip([r.run_id for r in several],
                               pool.map(lambda r: reader.eval_history(r.run_id), several)))
-    run_rows, per_run, owner, evals = [], [], [], []
-    for index, record in enumerate(records):
+    run_rows, per_run, counts, evals = [], [], [], []
+    for record in records:
         points = points_of[record.run_id]
         run_rows.append(_run_row(record, points))
         params = record.params
@@ -214,27 +222,40 @@ def _build(reader, records: list) -> tuple[pd.DataFrame, pd.DataFrame]:
                         SETTINGS_SOURCE: params.get("train.settings_source", ""),
                         **{column: _number(params.get(param))
                            for column, param in HYPERPARAMETERS.items()}})
-        owner += [index] * len(points)
+        counts.append(len(points))
         evals += points
     runs = pd.DataFrame(run_rows, columns=list(RUNS_COLUMNS))
     if not evals:
         return _empty(TABLE_COLUMNS), runs
-    shared = pd.concat([runs, pd.DataFrame(per_run)], axis=1).iloc[owner]
-    frame = pd.DataFrame(evals, columns=[C.DOWNSTREAM_DATASET, C.METRIC, C.SAMPLES_SEEN,
-                                         C.VALUE])
-    frame[C.SAMPLES_SEEN] = frame[C.SAMPLES_SEEN].astype(float)
-    gflops = shared[C.GFLOPS_PER_SAMPLE].to_numpy(float)
-    run_samples = shared[C.SAMPLES_SEEN].to_numpy(float)
-    frame[C.GFLOPS_PER_SAMPLE] = gflops
-    frame[C.GFLOPS_TOTAL] = gflops * frame[C.SAMPLES_SEEN].to_numpy()
-    frame[C.CHECKPOINT_SAMPLES] = frame[C.SAMPLES_SEEN]
-    frame[C.IS_FINAL] = frame[C.SAMPLES_SEEN].to_numpy() == run_samples
-    frame[RUN_SAMPLES_SEEN] = run_samples
-    for column in (C.WARMUP_SAMPLES, C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET, C.LR_SCHEDULER,
-                   PROCEDURE, CELL_HASH, C.RUN_ID, RUN_NAME, SWEEP_ID, STATUS, *HYPERPARAMETERS,
-                   SETTINGS_SOURCE):
-        frame[column] = shared[column].to_numpy()
-    return frame, runs
+    owner = np.repeat(np.arange(len(records)), counts)  # the run of each evaluation row
+    shared = {**{name: [row[name] for row in run_rows] for name in run_rows[0]},
+              **{name: [row[name] for row in per_run] for name in per_run[0]}}
+    tasks, metrics, samples, values = zip(*evals)
+    samples_seen = np.asarray(samples, float)
+    gflops = np.asarray(shared[C.GFLOPS_PER_SAMPLE], float)[owner]
+    run_samples = np.asarray(shared[C.SAMPLES_SEEN], float)[owner]
+    columns: dict[str, Any] = {
+        C.DOWNSTREAM_DATASET: _strings(tasks), C.METRIC: _strings(metrics),
+        C.VALUE: np.asarray(values, float), C.SAMPLES_SEEN: samples_seen,
+        C.GFLOPS_PER_SAMPLE: gflops, C.GFLOPS_TOTAL: gflops * samples_seen,
+        C.CHECKPOINT_SAMPLES: samples_seen, C.IS_FINAL: samples_seen == run_samples,
+        RUN_SAMPLES_SEEN: run_samples}
+    for column in (C.WARMUP_SAMPLES, *HYPERPARAMETERS):
+        columns[column] = np.asarray(shared[column], float)[owner]
+    for column in (C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET, C.LR_SCHEDULER, PROCEDURE,
+                   CELL_HASH, C.RUN_ID, RUN_NAME, SWEEP_ID, STATUS, SETTINGS_SOURCE):
+        columns[column] = _strings(shared[column])[owner]
+    table = pd.DataFrame({name: pd.Series(columns[name], dtype=columns[name].dtype, copy=False)
+                          for name in TABLE_COLUMNS}, copy=False)  # copy=False: no block merging
+    return _sort(table, TABLE_ORDER), runs
+
+
+def _strings(values: Any) -> np.ndarray:
+    """An object array of `values` (pandas would otherwise turn it into its str dtype, and the
+    tables keep object columns)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
 
 
 def _several_eval_points(params: dict[str, str]) -> bool:
@@ -268,8 +289,8 @@ def _run_row(record, points: list) -> dict[str, Any]:
         C.GFLOPS_PER_SAMPLE: gflops,
         TOTAL_GFLOPS: _number(metrics.get(S.METRIC_TOTAL_GFLOPS, gflops * samples)),
         ACCELERATOR_HOURS: _number(metrics.get(S.METRIC_ACCELERATOR_HOURS)),
-        WALL_TIME_S: _number(metrics.get(S.METRIC_WALL_TIME_S)), STATUS: record.state(),
-        "n_eval_points": len({p.samples_seen for p in points}),
+        WALL_TIME_S: _number(metrics.get(S.METRIC_WALL_TIME_S)), STATUS: str(record.state()),
+        "n_eval_points": len({point[2] for point in points}),  # (task, metric, samples, value)
         "error": record.tags.get(S.TAG_ERROR, ""),
         "start_time": _number(record.start_time), "end_time": _number(record.end_time),
         "fingerprint": _fingerprint(record)}
@@ -281,18 +302,36 @@ def _fingerprint(record) -> str:
             f"{record.tags.get(S.TAG_ATTEMPTS, '')}")
 
 
-def _refresh_states(table: pd.DataFrame, runs: pd.DataFrame,
-                    records: list) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Re-derive the state of the runs just listed (a silent running run turns stale)."""
-    states = {r.run_id: r.state() for r in records}
+def _refresh_states(table: pd.DataFrame, runs: pd.DataFrame, records: list,
+                    sort_table: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Re-derive the state of the runs just listed (a silent running run turns stale), then
+    sort (the table only with `sort_table`: `_build`'s own table is sorted already)."""
+    states = {r.run_id: str(r.state()) for r in records}
     if states:
         for frame in (table, runs):
             listed = frame[C.RUN_ID].isin(states)
-            frame.loc[listed, STATUS] = frame.loc[listed, C.RUN_ID].map(states)
-    table = table.sort_values([PROCEDURE, C.ARCH, C.SAMPLES_SEEN, C.DOWNSTREAM_DATASET, C.METRIC,
-                               C.RUN_ID], kind="stable", ignore_index=True)
-    runs = runs.sort_values(["start_time", C.RUN_ID], kind="stable", ignore_index=True)
+            if listed.any():
+                frame.loc[listed, STATUS] = frame.loc[listed, C.RUN_ID].map(states)
+    if sort_table:
+        table = _sort(table, TABLE_ORDER)
+    runs = _sort(runs, ["start_time", C.RUN_ID])
     return table, runs
+
+
+def _sort(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """`frame.sort_values(by, kind="stable")`, with each text column sorted as its factorized
+    codes (same order: factorize(sort=True) numbers the values in sorted order)."""
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    keys = []
+    for name in by:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column):
+            keys.append(column.to_numpy(float))
+        else:
+            keys.append(pd.factorize(column.fillna(""), sort=True)[0])
+    order = np.lexsort(keys[::-1])  # lexsort: the last key is the primary one; stable
+    return frame.take(order).reset_index(drop=True)
 
 
 def _empty(names: tuple[str, ...]) -> pd.DataFrame:
@@ -306,7 +345,8 @@ def _concat(frames: list[pd.DataFrame], names: tuple[str, ...]) -> pd.DataFrame:
 
 def _typed(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     """Fixed column order and dtypes, so a cached table equals a freshly built one."""
-    frame = frame.reindex(columns=list(names)).copy()
+    if list(frame.columns) != list(names):
+        frame = frame.reindex(columns=list(names))
     for name in names:
         if name == C.IS_FINAL:
             frame[name] = frame[name].astype(bool)
@@ -317,9 +357,18 @@ def _typed(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
             frame[name] = frame[name].astype(float)
         elif name == "n_eval_points":
             frame[name] = frame[name].astype(int)
-        else:
+        elif not _plain_strings(frame[name]):
             frame[name] = frame[name].fillna("").astype(str).astype(object)
     return frame
+
+
+def _plain_strings(column: pd.Series) -> bool:
+    """Whether a column already is what `_typed` makes of text: object dtype, only `str`
+    values (checked on a few rows: the builders write whole columns of one type)."""
+    if column.dtype != object or column.isna().any():
+        return False
+    head = column.iloc[:8].tolist() + column.iloc[-8:].tolist()
+    return all(type(value) is str for value in head)
 
 
 # --- the declared grid ---------------------------------------------------------------------------
@@ -355,11 +404,13 @@ def _read_cache(path: Path, identity: dict) -> tuple[pd.DataFrame, pd.DataFrame,
         meta = json.loads(path.with_suffix(".json").read_text())
         if {k: meta.get(k) for k in identity} != identity:
             return None  # another store behind the same URI, or the sweep was re-created
-        table = pd.read_parquet(path.with_suffix(".table.parquet"))
-        runs = pd.read_parquet(path.with_suffix(".runs.parquet"))
+        table = _from_cache_frame(pd.read_parquet(path.with_suffix(".table.parquet")))
+        runs = _from_cache_frame(pd.read_parquet(path.with_suffix(".runs.parquet")))
     except (OSError, ValueError):
         return None
-    return _typed(table, TABLE_COLUMNS), _typed(runs, RUNS_COLUMNS), float(meta["checked_at"])
+    if tuple(table.columns) != TABLE_COLUMNS or tuple(runs.columns) != RUNS_COLUMNS:
+        return None
+    return table, runs, float(meta["checked_at"])  # as `_typed` wrote them: no re-typing
 
 
 def _write_cache(path: Path, meta: dict, table: pd.DataFrame, runs: pd.DataFrame,
@@ -367,11 +418,34 @@ def _write_cache(path: Path, meta: dict, table: pd.DataFrame, runs: pd.DataFrame
     """Write the files, each atomically (a concurrent reader sees old or new ones; the
     metadata goes last, so a reader never trusts tables older than it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writers = [(".table.parquet", lambda p: table.to_parquet(p, index=False)),
-               (".runs.parquet", lambda p: runs.to_parquet(p, index=False))] if tables else []
+    writers = [(".table.parquet", lambda p: _to_cache_frame(table).to_parquet(p, index=False)),
+               (".runs.parquet", lambda p: _to_cache_frame(runs).to_parquet(p, index=False))
+               ] if tables else []
     for suffix, write in writers + [(".json", lambda p: Path(p).write_text(json.dumps(meta)))]:
         target = path.with_suffix(suffix)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=target.name + ".")
         os.close(handle)
         write(temporary)
         os.replace(temporary, target)
+
+
+def _to_cache_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as categoricals: a run's id, name and procedure repeat on each of its rows,
+    and parquet stores (and reads back) a categorical as one dictionary per column instead of
+    a million strings, which keeps a cached load of a 10,000-run sweep under a second."""
+    return frame.assign(**{name: pd.Categorical(frame[name]) for name in frame.columns
+                           if frame[name].dtype == object})
+
+
+def _from_cache_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """`_to_cache_frame` undone: categoricals back to object columns of `str`."""
+    converted = {}
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            categories = np.asarray(column.cat.categories.astype(str), dtype=object)
+            codes = column.cat.codes.to_numpy()
+            values = categories[codes] if len(categories) else np.full(len(codes), "", object)
+            values[codes < 0] = ""
+            converted[name] = pd.Series(values, dtype=object, index=frame.index)
+    return frame.assign(**converted) if converted else frame
