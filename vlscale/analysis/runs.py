@@ -7,14 +7,22 @@ grid the sweep declared (`grid.json` on its parent run), which the report needs 
 and missing cells apart. `read_source` does the same for a CSV/parquet table, so published tables
 and exports go through the same path.
 
-Why a cache: reading the store is the slow part, not the analysis. Listing costs ~5 ms per run
-on SQLite (MLflow builds an ORM object per param, tag and metric), and the evaluated checkpoints
-of a constant-LR run live in metric histories (~0.1 s per run). The cache (parquet under
-`settings.state_dir()/cache`) keeps every run's rows with a fingerprint (end time, status,
-heartbeat), and a later load only asks the store for what can have changed since: runs still
-running, runs that ended since the previous load (minus `CLOCK_SKEW_S`, for clocks of other
-nodes) and deleted runs. Unchanged runs are never read again, so a notebook re-run costs a few
-small queries. `refresh=True` rebuilds from scratch (e.g. after restoring a deleted run).
+Where the time goes: reading the store, not the analysis. Listing costs ~1 ms of CPU per run
+(MLflow builds an ORM object per param, tag and metric, ~70 per cell run); everything else comes
+from that listing: each run's evaluations are in its `TAG_EVAL_HISTORY` tags (a constant-LR
+run's every checkpoint), so no metric history is requested (one request per metric and run,
+~0.1 s a run, was most of a 10,000-run load); only runs logged before that tag existed read
+their histories. The listing runs with Python's garbage collector paused
+(`tracking.paused_gc`), and the table is built from column arrays at once, not a frame per run.
+
+Why a cache: a notebook re-run should not list every run again. The cache (parquet under
+`settings.state_dir()/cache`, text columns stored as dictionaries) keeps every run's rows with a
+fingerprint (end time, status, heartbeat), and a later load only asks the store for what can have
+changed since: runs still running, runs that ended since the previous load (minus
+`CLOCK_SKEW_S`, for clocks of other nodes) and deleted runs. Unchanged runs are never read again,
+and when nothing changed the cached tables are returned as read, so a re-load costs a few small
+queries and one parquet read. `refresh=True` rebuilds from scratch (e.g. after restoring a
+deleted run).
 
 The store is read only through the public API of `vlscale.tracking` (`tracking.StoreReader`),
 and every MLflow name comes from `vlscale.tracking.schema`, which imports no MLflow:
@@ -125,8 +133,8 @@ def load_results(tracking_uri: str | None = None, sweep: str | None = None, *,
     path = _cache_path(uri, sweep, experiment)
     identity = {"version": CACHE_VERSION, "uri": uri, "sweep": sweep, "experiment": experiment,
                 "parent_run_id": parent.run_id if parent else None, "experiment_ids": ids}
-    cached = _read_cache(path, identity) if cache and not refresh else None
     with tracking.paused_gc():  # millions of long-lived objects: see `tracking.paused_gc`
+        cached = _read_cache(path, identity) if cache and not refresh else None
         if cached is None:
             records = reader.cell_runs(sweep, experiment)
             old_table, old_runs, gone = _empty(TABLE_COLUMNS), _empty(RUNS_COLUMNS), set()
@@ -245,9 +253,17 @@ def _build(reader, records: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     for column in (C.MODEL_TYPE, C.ARCH, C.PRETRAIN_DATASET, C.LR_SCHEDULER, PROCEDURE,
                    CELL_HASH, C.RUN_ID, RUN_NAME, SWEEP_ID, STATUS, SETTINGS_SOURCE):
         columns[column] = _strings(shared[column])[owner]
-    table = pd.DataFrame({name: pd.Series(columns[name], dtype=columns[name].dtype, copy=False)
+    # Sorted as `_sort(table, TABLE_ORDER)` would, on codes of the few distinct values per run
+    # (factorizing a million repeated strings per column costs more than the rest of the build).
+    def run_codes(name: str) -> np.ndarray:
+        return pd.factorize(_strings(shared[name]), sort=True)[0][owner]
+
+    order = np.lexsort([run_codes(C.RUN_ID), pd.factorize(columns[C.METRIC], sort=True)[0],
+                        pd.factorize(columns[C.DOWNSTREAM_DATASET], sort=True)[0], samples_seen,
+                        run_codes(C.ARCH), run_codes(PROCEDURE)])
+    table = pd.DataFrame({name: pd.Series(columns[name][order], copy=False)
                           for name in TABLE_COLUMNS}, copy=False)  # copy=False: no block merging
-    return _sort(table, TABLE_ORDER), runs
+    return table, runs
 
 
 def _strings(values: Any) -> np.ndarray:
@@ -347,16 +363,20 @@ def _typed(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     """Fixed column order and dtypes, so a cached table equals a freshly built one."""
     if list(frame.columns) != list(names):
         frame = frame.reindex(columns=list(names))
-    for name in names:
+    for name in names:  # columns already of their type are left alone (no block copies)
+        dtype = frame[name].dtype
         if name == C.IS_FINAL:
-            frame[name] = frame[name].astype(bool)
+            if dtype != np.bool_:
+                frame[name] = frame[name].astype(bool)
         elif name in (C.VALUE, C.SAMPLES_SEEN, C.GFLOPS_PER_SAMPLE, C.GFLOPS_TOTAL,
                       C.CHECKPOINT_SAMPLES, C.WARMUP_SAMPLES, RUN_SAMPLES_SEEN, TOTAL_GFLOPS,
                       ACCELERATOR_HOURS, WALL_TIME_S, "start_time", "end_time",
                       *HYPERPARAMETERS):
-            frame[name] = frame[name].astype(float)
+            if dtype != np.float64:
+                frame[name] = frame[name].astype(float)
         elif name == "n_eval_points":
-            frame[name] = frame[name].astype(int)
+            if dtype != np.int64:
+                frame[name] = frame[name].astype(int)
         elif not _plain_strings(frame[name]):
             frame[name] = frame[name].fillna("").astype(str).astype(object)
     return frame
@@ -418,9 +438,13 @@ def _write_cache(path: Path, meta: dict, table: pd.DataFrame, runs: pd.DataFrame
     """Write the files, each atomically (a concurrent reader sees old or new ones; the
     metadata goes last, so a reader never trusts tables older than it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writers = [(".table.parquet", lambda p: _to_cache_frame(table).to_parquet(p, index=False)),
-               (".runs.parquet", lambda p: _to_cache_frame(runs).to_parquet(p, index=False))
-               ] if tables else []
+    def write_parquet(frame: pd.DataFrame, target: str) -> None:
+        coded = _to_cache_frame(frame)
+        text = [n for n in coded.columns if isinstance(coded[n].dtype, pd.CategoricalDtype)]
+        coded.to_parquet(target, index=False, use_dictionary=text)  # not for a million floats
+
+    writers = [(".table.parquet", lambda p: write_parquet(table, p)),
+               (".runs.parquet", lambda p: write_parquet(runs, p))] if tables else []
     for suffix, write in writers + [(".json", lambda p: Path(p).write_text(json.dumps(meta)))]:
         target = path.with_suffix(suffix)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=target.name + ".")
@@ -432,9 +456,24 @@ def _write_cache(path: Path, meta: dict, table: pd.DataFrame, runs: pd.DataFrame
 def _to_cache_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Text columns as categoricals: a run's id, name and procedure repeat on each of its rows,
     and parquet stores (and reads back) a categorical as one dictionary per column instead of
-    a million strings, which keeps a cached load of a 10,000-run sweep under a second."""
-    return frame.assign(**{name: pd.Categorical(frame[name]) for name in frame.columns
-                           if frame[name].dtype == object})
+    a million strings, which keeps a cached load of a 10,000-run sweep under a second. Columns
+    that are constant per run (all but the task and metric) are coded from one row per run."""
+    text = [name for name in frame.columns if frame[name].dtype == object]
+    if C.RUN_ID not in text or frame.empty:
+        return frame.assign(**{name: pd.Categorical(frame[name]) for name in text})
+    run_of_row, run_ids = pd.factorize(frame[C.RUN_ID])
+    first_row = np.empty(len(run_ids), dtype=np.intp)
+    first_row[run_of_row[::-1]] = np.arange(len(frame))[::-1]
+    per_point = {C.DOWNSTREAM_DATASET, C.METRIC}
+    converted = {}
+    for name in text:
+        values = frame[name].to_numpy(object)
+        if name in per_point:
+            converted[name] = pd.Categorical(values)
+        else:
+            codes, categories = pd.factorize(values[first_row])
+            converted[name] = pd.Categorical.from_codes(codes[run_of_row], categories)
+    return frame.assign(**converted)
 
 
 def _from_cache_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -21,6 +21,11 @@ Layout in the store
   restarts and a constant-LR run logs each evaluated checkpoint as `eval/<task>/<metric>` at its
   own step. Dense per-step curves are parquet artifacts (`curves/<name>.parquet`), keeping metric
   search fast with thousands of runs.
+- Evaluations are also tags, which the run listing returns: `TAG_EVAL_STEPS` (the step of each
+  task's latest evaluation) and `TAG_EVAL_HISTORY` (every evaluation, JSON split into numbered
+  parts under MLflow's 8000-character tag limit), so a reader lists a 10,000-run sweep with all
+  its checkpoints in a few queries instead of a metric-history request per metric and run. The
+  metrics stay what the MLflow UI charts and compares.
 """
 
 from __future__ import annotations
@@ -613,9 +618,9 @@ class CellRunRecord:
 
 def list_cell_runs(tracking_uri: str | None, sweep_id: str | None = None, *,
                    experiment_name: str | None = None,
-                   page_size: int = 1000) -> list[CellRunRecord]:
+                   page_size: int | None = None) -> list[CellRunRecord]:
     """Every cell run of the sweep (or of all sweeps), oldest first, read `page_size` runs per
-    request so a 10,000-run store is a handful of queries."""
+    request (default `store.listing_page_size`) so a 10,000-run store is a handful of queries."""
     query = f"tags.`{TAG_KIND}` = '{KIND_CELL}'"
     if sweep_id is not None:
         query += f" AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
