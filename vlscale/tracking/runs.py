@@ -30,6 +30,7 @@ Layout in the store
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ from vlscale.tracking.schema import (
     ARTIFACT_DATASET,
     ARTIFACT_GRID,
     DEFAULT_EXPERIMENT,
+    EVAL_HISTORY_STEPS,
     KIND_CELL,
     KIND_SWEEP,
     METRIC_GFLOPS_PER_SAMPLE,
@@ -350,12 +352,18 @@ class CellRunLogger:
         self._eval_steps[stored_task] = samples_seen
         tags = {TAG_EVAL_STEPS: json.dumps(self._eval_steps, sort_keys=True)}
         if self._eval_history is not None:
-            at_step = self._eval_history.setdefault(stored_task, {}).setdefault(
-                str(samples_seen), {})
+            entry = self._eval_history.setdefault(stored_task, {EVAL_HISTORY_STEPS: []})
+            steps = entry[EVAL_HISTORY_STEPS]
+            if samples_seen in steps:  # the same checkpoint evaluated again: its values replaced
+                at = steps.index(samples_seen)
+            else:
+                at = bisect.bisect(steps, samples_seen)
+                for column in entry.values():
+                    column.insert(at, samples_seen if column is steps else None)
             for key, value in names.items():
                 parsed = parse_eval_metric_name(key)
                 assert parsed is not None, "eval_metric_name keys parse back"
-                at_step[parsed[1]] = float(value)
+                entry.setdefault(parsed[1], [None] * len(steps))[at] = float(value)
             history = eval_history_tags(self._eval_history)
             tags |= {k: v for k, v in history.items() if self._history_tags.get(k) != v}
             self._history_tags = history
@@ -579,17 +587,25 @@ class CellRunRecord:
         if history is None:
             return None
         rows: list[tuple[str, str, int, float]] = []
-        latest: dict[tuple[str, str], tuple[int, float]] = {}
-        for task, steps in history.items():
-            for step_text, values in steps.items():
-                step = int(step_text)
-                for metric, value in values.items():
-                    rows.append((task, metric, step, value))
-                    if (seen := latest.get((task, metric))) is None or step > seen[0]:
-                        latest[(task, metric)] = (step, value)
+        latest: dict[tuple[str, str], float] = {}
+        for task, entry in history.items():
+            steps = entry.get(EVAL_HISTORY_STEPS) if isinstance(entry, dict) else None
+            if not isinstance(steps, list):
+                return None
+            for metric, column in entry.items():
+                if column is steps:
+                    continue
+                if not isinstance(column, list) or len(column) != len(steps):
+                    return None
+                rows += [(task, metric, step, value) for step, value in zip(steps, column)
+                         if value is not None]
+                # Steps ascend, so the last value logged is what MLflow lists as the latest.
+                last = next((value for value in reversed(column) if value is not None), None)
+                if last is not None:
+                    latest[(task, metric)] = last
         for key, value in self.metrics.items():
             if (name := parse_eval_metric_name(key)) is not None:
-                if name not in latest or not _same_value(latest[name][1], value):
+                if name not in latest or not _same_value(latest[name], value):
                     return None
         return rows
 
@@ -677,8 +693,10 @@ def _eval_history(client: MlflowClient, run_id: str) -> list[EvalPoint]:
     return sorted(points)
 
 
-EvalHistory = dict[str, dict[str, dict[str, float]]]
-"""{task: {str(samples seen): {metric: value}}}: what `TAG_EVAL_HISTORY`'s parts hold."""
+EvalHistory = dict[str, dict[str, list[Any]]]
+"""{task: {`EVAL_HISTORY_STEPS`: [samples seen, ascending], metric: [value or None, one per
+step]}}: what `TAG_EVAL_HISTORY`'s parts hold (columns: a run's metric names are written once,
+not at every checkpoint)."""
 
 
 def eval_history_tags(history: EvalHistory) -> dict[str, str]:

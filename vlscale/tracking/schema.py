@@ -28,7 +28,7 @@ __all__ = [
     "ARTIFACT_CHECKPOINT_DIR", "ARTIFACT_DATASET", "ARTIFACT_GRID", "ARTIFACT_REPORT_DIR",
     "DEFAULT_EXPERIMENT", "STALE_AFTER_S", "SPILL_DIR_NAME", "default_experiment_name",
     "loss_metric_name", "eval_metric_name", "parse_eval_metric_name", "check_metric_name",
-    "TAG_EVAL_HISTORY", "TAG_VALUE_LIMIT", "eval_history_part_tag",
+    "TAG_EVAL_HISTORY", "EVAL_HISTORY_STEPS", "TAG_VALUE_LIMIT", "eval_history_part_tag",
 ]
 
 
@@ -140,11 +140,14 @@ SPILL_DIR_NAME = "unsent-metrics"
 # --- the evaluation history in tags (read with the run listing) --------------------------------
 TAG_EVAL_HISTORY = "vlscale.eval_history"
 """Number of parts of a cell's evaluation history; the parts are `eval_history_part_tag(i)`,
-i = 0 .. n-1, whose concatenated values are the JSON {task: {samples seen: {metric: value}}} of
-every evaluation the run logged (the values of its `eval/...` metric histories). A listing
+i = 0 .. n-1, whose concatenated values are the JSON {task: {`EVAL_HISTORY_STEPS`: [samples
+seen, ascending], metric: [value, or null where that step did not log it, ...]}} of every
+evaluation the run logged (the values of its `eval/...` metric histories). A listing
 returns tags but not metric histories, so a reader builds a constant-LR run's evaluated
 checkpoints from the listing alone instead of one history request per metric and run. Runs
 logged before vlscale wrote it have none: their history is in the metric histories only."""
+EVAL_HISTORY_STEPS = "@samples_seen"
+"""The steps' key in a task of `TAG_EVAL_HISTORY` ("@" is never in a metric name)."""
 TAG_VALUE_LIMIT = 8000
 """MLflow's limit on a tag value (characters); longer values are split into parts."""
 
