@@ -6,5 +6,6 @@ the analysis layer never imports torch through them.
 - `helpers.distributed`: real multi-process gloo runs and float32 reduction tolerances;
 - `helpers.shards`: small real shard sets for the data tests;
 - `helpers.grids`: tiny sweep grids (and the sweep driver script of the kill test);
-- `helpers.notebooks`: the analysis notebooks executed with papermill in this interpreter.
+- `helpers.notebooks`: the analysis notebooks executed with papermill in this interpreter;
+- `helpers.postgres`: a private PostgreSQL server on 127.0.0.1 (tests and benchmarks).
 """

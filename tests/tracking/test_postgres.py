@@ -4,75 +4,33 @@ back. Without psycopg 3 (what SQLAlchemy 2.1 uses for `postgresql://`) the serve
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from vlscale.testing.synthetic import ARCH_GFLOPS, CLIP, MAMMUT, write_synthetic_sweep
 
+from helpers.ports import free_port
+from helpers.postgres import Postgres, local_postgres, postgres_available
 from helpers.processes import stop_group
 
 VLSCALE = [sys.executable, "-m", "vlscale.cli"]
-PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Postgres:
-    port: int
-    uri: str
 
 
 @pytest.fixture
 def postgres() -> Iterator[Postgres]:
-    """A private PostgreSQL on 127.0.0.1 (trust auth, role and database `mlflow`), stopped and
-    deleted afterwards. initdb refuses to run as root, so as root it runs as the `postgres` user in
-    a folder of its own (pytest's tmp_path is private to root)."""
-    if not PG_BIN:
+    """A private PostgreSQL on 127.0.0.1 (`helpers.postgres.local_postgres`), stopped after."""
+    if not postgres_available():
         pytest.skip("PostgreSQL binaries absent (/usr/lib/postgresql/*/bin): "
                     "apt-get install postgresql")
-    bin_dir = Path(PG_BIN[-1]).parent
-    base = Path(tempfile.mkdtemp(prefix="vlscale-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres")
-        os.chown(base, account.pw_uid, account.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", free_port()
-
-    def pg(tool: str, *args: str) -> None:
-        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, timeout=120,
-                       stdout=subprocess.DEVNULL)
-
-    pg("initdb", "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8", "--no-sync")
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base}"
-    try:
-        pg("pg_ctl", "-D", str(data), "-o", options, "-l", str(base / "postgres.log"), "-w",
-           "-t", "100", "start")
-        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
-        yield Postgres(port, f"postgresql://mlflow@127.0.0.1:{port}/mlflow")
-    finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                        "stop"], timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(base)
-
+    with local_postgres() as server:
+        yield server
 
 
 @pytest.mark.slow
@@ -108,8 +66,7 @@ def test_cluster_server_on_postgres_serves_a_sweep_to_report(postgres, tmp_path)
         assert len(cells) == 2 * len(archs) * 4 and {c["status"] for c in cells} == {"finished"}
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={postgres.port} user=mlflow dbname=mlflow") \
-                as connection:
+        with psycopg.connect(postgres.conninfo) as connection:
             stored = {name for (name,) in connection.execute("SELECT name FROM runs")}
         assert {c["run_name"] for c in cells} <= stored, "the cells are not in PostgreSQL"
     finally:

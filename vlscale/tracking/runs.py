@@ -26,10 +26,16 @@ Layout in the store
   restarts and a constant-LR run logs each evaluated checkpoint as `eval/<task>/<metric>` at its
   own step. Dense per-step curves are parquet artifacts (`curves/<name>.parquet`), keeping metric
   search fast with thousands of runs.
+- Evaluations are also tags, which the run listing returns: `TAG_EVAL_STEPS` (the step of each
+  task's latest evaluation) and `TAG_EVAL_HISTORY` (every evaluation, JSON split into numbered
+  parts under MLflow's 8000-character tag limit), so a reader lists a 10,000-run sweep with all
+  its checkpoints in a few queries instead of a metric-history request per metric and run. The
+  metrics stay what the MLflow UI charts and compares.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -57,6 +63,7 @@ from vlscale.tracking.schema import (
     ARTIFACT_DATASET,
     ARTIFACT_GRID,
     DEFAULT_EXPERIMENT,
+    EVAL_HISTORY_STEPS,
     KIND_CELL,
     KIND_SWEEP,
     METRIC_GFLOPS_PER_SAMPLE,
@@ -78,6 +85,7 @@ from vlscale.tracking.schema import (
     TAG_DESCRIPTION,
     TAG_DRIVER,
     TAG_ERROR,
+    TAG_EVAL_HISTORY,
     TAG_EVAL_STEPS,
     TAG_GIT_COMMIT,
     TAG_HEARTBEAT,
@@ -90,10 +98,12 @@ from vlscale.tracking.schema import (
     TAG_STATUS,
     TAG_SWEEP_ID,
     TAG_SWEEP_KIND,
+    TAG_VALUE_LIMIT,
     TAG_WORLD_SIZES,
     CellState,
     check_metric_name,
     default_experiment_name,
+    eval_history_part_tag,
     eval_metric_name,
     parse_eval_metric_name,
 )
@@ -105,6 +115,7 @@ from vlscale.tracking.store import (  # noqa: F401 - CODE_VERSION_ENV re-exporte
     get_or_create_experiment,
     log_new_params,
     metric_history,
+    paused_gc,
     quote,
     read_parquet_artifact,
     search_all_runs,
@@ -128,6 +139,7 @@ __all__ = [
     "get_or_create_experiment",
     "log_new_params",
     "metric_history",
+    "paused_gc",
     "quote",
     "read_parquet_artifact",
     "search_all_runs",
@@ -151,6 +163,8 @@ __all__ = [
     "mark_cell_stopped",
     "read_metric_history",
     "read_eval_history",
+    "eval_history_tags",
+    "eval_history_from_tags",
     "read_curves",
     "record_from_run",
     "StoreReader",
@@ -367,6 +381,8 @@ class CellRunLogger:
         self.buffer = buffer
         self._world_sizes = [e for e in run.data.tags.get(TAG_WORLD_SIZES, "").split(",") if e]
         self._eval_steps: dict[str, int] = json.loads(run.data.tags.get(TAG_EVAL_STEPS, "{}"))
+        self._eval_history = _resumed_eval_history(run)
+        self._history_tags: dict[str, str] = {}
         self._checked_keys: set[str] = set()
         self._last_heartbeat = 0.0
         self._finished: bool | None = None
@@ -383,8 +399,10 @@ class CellRunLogger:
         self.heartbeat()
 
     def log_eval(self, task: str, results: Mapping[str, float], samples_seen: int) -> None:
-        """Results of evaluating the checkpoint at `samples_seen` on `task`; `TAG_EVAL_STEPS`
-        records that step, so a listing knows where each latest evaluation was made."""
+        """Results of evaluating the checkpoint at `samples_seen` on `task`, as `eval/...`
+        metrics at that step (the MLflow UI's charts). `TAG_EVAL_STEPS` records the step of each
+        task's latest evaluation and `TAG_EVAL_HISTORY` every evaluation, so a listing of the
+        runs carries a constant-LR run's checkpoints without a metric-history request per run."""
         names = {eval_metric_name(task, k): v for k, v in results.items()}
         self.log_metrics(names, samples_seen)
         stored_task = task
@@ -393,7 +411,24 @@ class CellRunLogger:
             assert parsed is not None, "eval_metric_name keys parse back"
             stored_task = parsed[0]
         self._eval_steps[stored_task] = samples_seen
-        self.buffer.set_tags({TAG_EVAL_STEPS: json.dumps(self._eval_steps, sort_keys=True)})
+        tags = {TAG_EVAL_STEPS: json.dumps(self._eval_steps, sort_keys=True)}
+        if self._eval_history is not None:
+            entry = self._eval_history.setdefault(stored_task, {EVAL_HISTORY_STEPS: []})
+            steps = entry[EVAL_HISTORY_STEPS]
+            if samples_seen in steps:  # the same checkpoint evaluated again: its values replaced
+                at = steps.index(samples_seen)
+            else:
+                at = bisect.bisect(steps, samples_seen)
+                for column in entry.values():
+                    column.insert(at, samples_seen if column is steps else None)
+            for key, value in names.items():
+                parsed = parse_eval_metric_name(key)
+                assert parsed is not None, "eval_metric_name keys parse back"
+                entry.setdefault(parsed[1], [None] * len(steps))[at] = float(value)
+            history = eval_history_tags(self._eval_history)
+            tags |= {k: v for k, v in history.items() if self._history_tags.get(k) != v}
+            self._history_tags = history
+        self.buffer.set_tags(tags)
 
     def log_world_size(self, world_size: int, samples_seen: int) -> None:
         """Record the worker count a (re)started attempt trains with, from `samples_seen` on."""
@@ -608,6 +643,44 @@ class CellRunRecord:
         """`TAG_OWNER`: the process (host:pid:start) that opened the run last."""
         return self.tags.get(TAG_OWNER) or None
 
+    def tagged_eval_history(self) -> list[EvalPoint] | None:
+        """Every evaluated checkpoint from `TAG_EVAL_HISTORY` (no request: the listing returned
+        the tags), or None when the run has no complete one: no such tag (logged by an older
+        vlscale), or an `eval/...` metric whose latest value the tag lacks (a batch that never
+        arrived). Then `read_eval_history` reads the metric histories."""
+        rows = self.tagged_eval_rows()
+        return None if rows is None else sorted(EvalPoint(*row) for row in rows)
+
+    def tagged_eval_rows(self) -> list[tuple[str, str, int, float]] | None:
+        """`tagged_eval_history` as plain (task, metric, samples seen, value) tuples in no
+        particular order: what a bulk reader turns into columns (a million `EvalPoint`s and
+        their sorting cost seconds in a 10,000-run load)."""
+        history = eval_history_from_tags(self.tags)
+        if history is None:
+            return None
+        rows: list[tuple[str, str, int, float]] = []
+        latest: dict[tuple[str, str], float] = {}
+        for task, entry in history.items():
+            steps = entry.get(EVAL_HISTORY_STEPS) if isinstance(entry, dict) else None
+            if not isinstance(steps, list):
+                return None
+            for metric, column in entry.items():
+                if column is steps:
+                    continue
+                if not isinstance(column, list) or len(column) != len(steps):
+                    return None
+                rows += [(task, metric, step, value) for step, value in zip(steps, column)
+                         if value is not None]
+                # Steps ascend, so the last value logged is what MLflow lists as the latest.
+                last = next((value for value in reversed(column) if value is not None), None)
+                if last is not None:
+                    latest[(task, metric)] = last
+        for key, value in self.metrics.items():
+            if (name := parse_eval_metric_name(key)) is not None:
+                if name not in latest or not _same_value(latest[name], value):
+                    return None
+        return rows
+
     def has_eval(self) -> bool:
         """Whether the run logged any evaluation."""
         return any(parse_eval_metric_name(key) is not None for key in self.metrics)
@@ -633,15 +706,16 @@ class CellRunRecord:
 
 def list_cell_runs(tracking_uri: str | None, sweep_id: str | None = None, *,
                    experiment_name: str | None = None,
-                   page_size: int = 1000) -> list[CellRunRecord]:
+                   page_size: int | None = None) -> list[CellRunRecord]:
     """Every cell run of the sweep (or of all sweeps), oldest first, read `page_size` runs per
-    request so a 10,000-run store is a handful of queries."""
+    request (default `store.listing_page_size`) so a 10,000-run store is a handful of queries."""
     query = f"tags.`{TAG_KIND}` = '{KIND_CELL}'"
     if sweep_id is not None:
         query += f" AND tags.`{TAG_SWEEP_ID}` = {quote(sweep_id)}"
     client, _ = connect(tracking_uri)
-    runs = search_all_runs(client, experiment_ids(client, experiment_name), query, page_size)
-    return [record_from_run(run) for run in runs]
+    with paused_gc():
+        runs = search_all_runs(client, experiment_ids(client, experiment_name), query, page_size)
+        return [record_from_run(run) for run in runs]
 
 
 def mark_cell_stopped(tracking_uri: str | None, sweep_id: str, cell_hash: str,
@@ -674,13 +748,65 @@ def read_metric_history(tracking_uri: str | None, run_id: str,
 
 def read_eval_history(tracking_uri: str | None, run_id: str) -> list[EvalPoint]:
     """Every evaluated checkpoint of a run (one per eval point of a constant-LR run)."""
-    client, uri = connect(tracking_uri)
+    return _eval_history(connect(tracking_uri)[0], run_id)
+
+
+def _eval_history(client: MlflowClient, run_id: str) -> list[EvalPoint]:
+    """`TAG_EVAL_HISTORY` when the run has a complete one, else its `eval/...` histories."""
+    run = client.get_run(run_id)
+    tagged = record_from_run(run).tagged_eval_history()
+    if tagged is not None:
+        return tagged
     points = []
-    for key in client.get_run(run_id).data.metrics:
+    for key in run.data.metrics:
         if (name := parse_eval_metric_name(key)) is not None:
             points += [EvalPoint(*name, step, value)
-                       for step, value in read_metric_history(uri, run_id, key)]
+                       for step, value in metric_history(client, run_id, key)]
     return sorted(points)
+
+
+EvalHistory = dict[str, dict[str, list[Any]]]
+"""{task: {`EVAL_HISTORY_STEPS`: [samples seen, ascending], metric: [value or None, one per
+step]}}: what `TAG_EVAL_HISTORY`'s parts hold (columns: a run's metric names are written once,
+not at every checkpoint)."""
+
+
+def eval_history_tags(history: EvalHistory) -> dict[str, str]:
+    """The tags holding `history`: `TAG_EVAL_HISTORY` = the number of parts, and the compact
+    JSON cut into parts of at most `TAG_VALUE_LIMIT` characters (MLflow's tag limit)."""
+    text = json.dumps(history, sort_keys=True, separators=(",", ":"))
+    parts = [text[i:i + TAG_VALUE_LIMIT] for i in range(0, len(text), TAG_VALUE_LIMIT)]
+    return {TAG_EVAL_HISTORY: str(len(parts))} | {
+        eval_history_part_tag(i): part for i, part in enumerate(parts)}
+
+
+def eval_history_from_tags(tags: Mapping[str, str]) -> EvalHistory | None:
+    """The history `eval_history_tags` wrote, or None when the run has none or an unreadable
+    one (parts missing or cut off, e.g. an attempt that died between two tag batches): then the
+    metric histories are what the run has."""
+    count = tags.get(TAG_EVAL_HISTORY, "")
+    if not count.isdigit():
+        return None
+    parts = [tags.get(eval_history_part_tag(i)) for i in range(int(count))]
+    if any(part is None for part in parts):
+        return None
+    try:
+        history = json.loads("".join(part for part in parts if part is not None))
+    except ValueError:
+        return None
+    return history if isinstance(history, dict) else None
+
+
+def _resumed_eval_history(run: Run) -> EvalHistory | None:
+    """The history a (re)opened run continues: its tagged one, {} for a run without
+    evaluations, None (write none) for a run an older vlscale evaluated without the tag, whose
+    earlier evaluations only its metric histories hold."""
+    history = eval_history_from_tags(run.data.tags)
+    if history is not None:
+        return history
+    if any(parse_eval_metric_name(key) is not None for key in run.data.metrics):
+        return None
+    return {}
 
 
 def read_curves(tracking_uri: str | None, run_id: str, name: str = "train") -> pandas.DataFrame:
@@ -706,6 +832,10 @@ def record_from_run(run: Run) -> CellRunRecord:
         params=dict(run.data.params), metrics=dict(run.data.metrics),
         eval_steps=json.loads(eval_steps) if eval_steps else None,
         tags=dict(tags))
+
+
+def _same_value(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)  # NaN equals NaN here
 
 
 def _find_cell_run(client: MlflowClient, ids: list[str], cell_hash: str,
@@ -802,10 +932,11 @@ class StoreReader:
             return list_cell_runs(self.uri, sweep_id, experiment_name=experiment_name)
         ids, query = self.experiment_ids(experiment_name), _cell_query(sweep_id)
         found: dict[str, CellRunRecord] = {}
-        for clause in ("attributes.status = 'RUNNING'",
-                       f"attributes.end_time >= {int(changed_since_s * 1000)}"):
-            for run in search_all_runs(self.client, ids, f"{query} AND {clause}"):
-                found[run.info.run_id] = record_from_run(run)
+        with paused_gc():
+            for clause in ("attributes.status = 'RUNNING'",
+                           f"attributes.end_time >= {int(changed_since_s * 1000)}"):
+                for run in search_all_runs(self.client, ids, f"{query} AND {clause}"):
+                    found[run.info.run_id] = record_from_run(run)
         return list(found.values())
 
     def deleted_cell_run_ids(self, sweep_id: str | None,
@@ -824,12 +955,7 @@ class StoreReader:
 
     def eval_history(self, run_id: str) -> list[EvalPoint]:
         """Every evaluated checkpoint of a run (`read_eval_history` on this connection)."""
-        points = []
-        for key in self.client.get_run(run_id).data.metrics:
-            if (name := parse_eval_metric_name(key)) is not None:
-                points += [EvalPoint(*name, step, value)
-                           for step, value in metric_history(self.client, run_id, key)]
-        return sorted(points)
+        return _eval_history(self.client, run_id)
 
     def sweep_grid(self, parent_run_id: str) -> list[dict[str, Any]] | None:
         """The declared cells (`ARTIFACT_GRID`) of a sweep's parent run, or None when the sweep

@@ -32,6 +32,7 @@ __all__ = [
     "TAG_CELLS", "TAG_SEEDED_NAMES", "TAG_EXPERIMENT_KIND", "EXPERIMENT_KIND_MODEL_DEVELOPMENT",
     "TAG_SHARED_VIEW_PREFIX", "VIEW_SHARE_KEY", "TAG_DATASET_CONTEXT", "DATASET_CONTEXT_TRAINING",
     "PARAM_PROCEDURE", "METRIC_N_PARAMS", "CELLS_LINE_PREFIX",
+    "TAG_EVAL_HISTORY", "EVAL_HISTORY_STEPS", "TAG_VALUE_LIMIT", "eval_history_part_tag",
 ]
 
 
@@ -163,6 +164,24 @@ DEFAULT_EXPERIMENT = "vlscale"
 STALE_AFTER_S = 1800.0
 """A "running" cell whose heartbeat is older than this is presumed dead."""
 SPILL_DIR_NAME = "unsent-metrics"
+# --- the evaluation history in tags (read with the run listing) --------------------------------
+TAG_EVAL_HISTORY = "vlscale.eval_history"
+"""Number of parts of a cell's evaluation history; the parts are `eval_history_part_tag(i)`,
+i = 0 .. n-1, whose concatenated values are the JSON {task: {`EVAL_HISTORY_STEPS`: [samples
+seen, ascending], metric: [value, or null where that step did not log it, ...]}} of every
+evaluation the run logged (the values of its `eval/...` metric histories). A listing
+returns tags but not metric histories, so a reader builds a constant-LR run's evaluated
+checkpoints from the listing alone instead of one history request per metric and run. Runs
+logged before vlscale wrote it have none: their history is in the metric histories only."""
+EVAL_HISTORY_STEPS = "@samples_seen"
+"""The steps' key in a task of `TAG_EVAL_HISTORY` ("@" is never in a metric name)."""
+TAG_VALUE_LIMIT = 8000
+"""MLflow's limit on a tag value (characters); longer values are split into parts."""
+
+
+def eval_history_part_tag(index: int) -> str:
+    """The tag holding part `index` (from 0) of `TAG_EVAL_HISTORY`'s JSON."""
+    return f"{TAG_EVAL_HISTORY}.{index}"
 
 _NAME_PART = re.compile(r"[^\w.\- ]")
 _VALID_KEY = re.compile(r"^[/\w.\- :]+$")

@@ -53,10 +53,10 @@ def _cell_states(env: dict[str, str], shards: Path, cwd: Path) -> list[str]:
 
 
 def _job_status(env: dict[str, str], address: str, job: str) -> str:
-    result = _ray(env, "job", "status", "--address", address, job)
-    found = re.search(rf"Status for job '{job}': (\w+)", result.stdout + result.stderr)
-    assert found, result.stdout + result.stderr
-    return found.group(1)
+    """The job's state from the job server (Ray's HTTP job client: no Ray connection)."""
+    from ray.job_submission import JobSubmissionClient
+
+    return str(JobSubmissionClient(address).get_job_status(job).value)
 
 
 def _wait(predicate, timeout: float, what: str, poll: float = 5.0):
