@@ -142,3 +142,17 @@ def test_train_on_s3_is_interrupted_and_resumes_on_a_fresh_machine(synth_shards,
     assert list(curves["samples_seen"]) == list(range(BATCH, SAMPLES + 1, BATCH))
     runs = {key.split("/")[1] for key in s3.keys(f"{PREFIX}/cell-")}
     assert len(runs) == 1, f"the superseded first attempt is deleted from S3: {runs}"
+
+
+def test_a_storage_uri_pyarrow_cannot_open_is_one_line_before_ray_starts(synth_shards, tmp_path):
+    cell = write_cell(synth_shards, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "vlscale.cli", "train", str(cell),
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--storage-path", "nosuchfs://bucket/x"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "VLSCALE_HOME": str(tmp_path / "home"), "RAY_ADDRESS": ""})
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "nosuchfs://bucket/x" in line and "s3://" in line
+    assert not (tmp_path / "nosuchfs:").exists(), "no stray local folder named after the URI"
