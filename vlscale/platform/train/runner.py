@@ -175,7 +175,7 @@ def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
         "tracking": dataclasses.asdict(tracking) if tracking else None,
         "log_every_steps": log_every_steps,
         # Ray Train V2 refuses resume_from_checkpoint: the loop loads this one itself when Ray
-        # has no checkpoint of this run yet (a directory every worker can read).
+        # has no checkpoint of this run yet (a folder every worker can read, or a storage URI).
         "resume_from": resume_from,
     }
     from vlscale.platform import storage as locations
