@@ -175,15 +175,15 @@ def cell_trial(config: dict[str, Any]) -> None:
     raise_reported_user_error(trainer.fit())  # a worker's setup UserError fails the trial
 
 
-def latest_checkpoint(storage: Path, cell: Cell) -> str | None:
+def latest_checkpoint(storage: str | Path, cell: Cell) -> str | None:
     """The newest complete checkpoint an earlier driver's trial of this cell left on this storage
-    (`checkpointing.newest_complete_checkpoint`: one being written when its writer died is
-    skipped, so a resume never loads torn weights)."""
+    (a local folder or a URI; `checkpointing.newest_complete_checkpoint`: one being written when
+    its writer died is skipped, so a resume never loads torn weights)."""
+    from vlscale.platform import storage as locations
     from vlscale.platform.train.checkpointing import newest_complete_checkpoint
 
     found = newest_complete_checkpoint(
-        state_file.parent
-        for state_file in storage.glob(f"*/cell-{cell.cell_hash}*/checkpoint_*/state.json"))
+        locations.cell_checkpoints(str(storage), cell.cell_hash, nested=True))
     return str(found[0]) if found is not None and found[1] > 0 else None
 
 
@@ -191,8 +191,10 @@ def _run_tune(grid: SweepSpec, launch: list[ledger.LedgerEntry], sweep: tracking
               options: SweepOptions, cpus: float, progress: SweepProgress) -> None:
     from ray import tune
 
-    storage = Path(options.storage_path or settings.state_dir() / "ray_results")
-    storage.mkdir(parents=True, exist_ok=True)
+    from vlscale.platform import storage as locations
+
+    storage = locations.resolve(options.storage_path)  # a local folder or a URI (s3://...)
+    locations.ensure_dir(storage)
     cells = [entry.cell for entry in launch]
     target = {"uri": sweep.tracking_uri, "sweep": dataclasses.asdict(sweep), "experiment": None}
     configs = [{"cell": c.config_dict(), "cell_hash": c.cell_hash, "tracking": target,

@@ -11,6 +11,11 @@ A checkpoint counts as complete only when its manifest parses and every file it 
 listed size. Ray Train copies a reported checkpoint into storage file by file, in no fixed order,
 so a process killed mid-copy leaves a directory that holds some of the files (or a truncated one):
 the manifest tells it apart from one that was fully written, without reading the weights.
+
+`is_complete`, `read_state` and `newest_complete_checkpoint` take any storage location (a local
+folder or a URI such as s3://bucket/prefix/..., see `vlscale.platform.storage`) and read only
+the two JSON files and the file sizes; `load_checkpoint` needs a local folder
+(`storage.local_copy` downloads one).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from vlscale.platform import storage
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -60,18 +67,14 @@ def is_complete(directory: str | Path) -> bool:
     A directory without a parsable manifest is incomplete: it was being copied when its writer
     died (or predates manifests), and resuming from it would fail or load torn weights.
     """
-    directory = Path(directory)
     try:
-        sizes = json.loads((directory / MANIFEST_FILE).read_text())
+        sizes = json.loads(storage.read_text(storage.join(directory, MANIFEST_FILE)))
     except (OSError, ValueError):
         return False
     if not isinstance(sizes, dict) or STATE_FILE not in sizes:
         return False
     for name, size in sizes.items():
-        try:
-            if (directory / name).stat().st_size != size:
-                return False
-        except OSError:
+        if storage.file_size(storage.join(directory, name)) != size:
             return False
     try:
         read_state(directory)
@@ -80,15 +83,17 @@ def is_complete(directory: str | Path) -> bool:
     return True
 
 
-def newest_complete_checkpoint(directories: Iterable[str | Path]) -> tuple[Path, int] | None:
+def newest_complete_checkpoint(
+        directories: Iterable[str | Path]) -> tuple[str | Path, int] | None:
     """The complete checkpoint furthest along (most samples seen) and its position, or None.
 
     Positions, not directory names or times, decide: every attempt of a cell reports its
     checkpoints under its own Ray run directory, and a checkpoint being written when the process
-    was killed is skipped (`is_complete`), so the newest fully written one is chosen.
+    was killed is skipped (`is_complete`), so the newest fully written one is chosen. The
+    directory comes back as given (a local path or a storage URI).
     """
     candidates = []
-    for directory in map(Path, directories):
+    for directory in directories:
         if is_complete(directory):
             state = read_state(directory)
             candidates.append(((int(state["segment"]), int(state["samples"])), directory))
@@ -115,8 +120,8 @@ def load_checkpoint(directory: str | Path, model: torch.nn.Module,
 
 
 def read_state(directory: str | Path) -> dict[str, Any]:
-    """The loop state of a checkpoint (its position), without loading any tensor."""
-    return json.loads((Path(directory) / STATE_FILE).read_text())
+    """The loop state of a checkpoint (its position), without loading any tensor; any location."""
+    return json.loads(storage.read_text(storage.join(directory, STATE_FILE)))
 
 
 def _untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -70,7 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     # marked interrupted, and rerunning the command resumes from the newest checkpoint.
     signal.signal(signal.SIGTERM, _interrupt)
     result = run_cell(cell, tracking_uri=args.tracking_uri, address=args.address,
-                      experiment=args.experiment, wait_for_resources=args.wait_for_resources)
+                      experiment=args.experiment, wait_for_resources=args.wait_for_resources,
+                      storage_path=args.storage_path)
     if result.error is not None:
         raise UserError(f"cell {cell.cell_hash} failed after retries: {result.error}")
     print(f"cell {cell.cell_hash} finished: {result.metrics}")
@@ -117,6 +118,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
                                               "$MLFLOW_TRACKING_URI, else the embedded store)")
     where.add_argument("--experiment", help="MLflow experiment (default: vlscale)")
+    where.add_argument("--storage-path",
+                       help="where checkpoints and Ray results go and a rerun resumes from: a "
+                            "folder, or a URI such as s3://bucket/prefix or gs://bucket/prefix "
+                            "(credentials and endpoint from the usual environment, e.g. "
+                            "AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL); default ~/.vlscale/ray_results")
     where.add_argument("--wait-for-resources", action="store_true",
                        help="on an autoscaling cluster, wait for nodes that can hold the workers "
                             "(default: refuse a request the cluster cannot hold now)")

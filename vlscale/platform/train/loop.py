@@ -25,6 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vlscale.errors import UserError
+from vlscale.platform import storage
 from vlscale.platform.config import Cell, cell_from_dict
 from vlscale.platform.data import WorkerBatches, open_shards
 from vlscale.platform.models import create_task, model_profile
@@ -65,10 +66,12 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
         # chose among earlier runs of the cell (see runner.run_cell).
         directory = directory or config.get("resume_from")
         # A checkpoint of a completed run (its storage outlived its MLflow run) cannot be
-        # evaluated again (cool-down branches are gone): train from scratch instead.
+        # evaluated again (cool-down branches are gone): train from scratch instead. The
+        # driver's choice may be a storage URI (s3://...): downloaded first (storage.local_copy).
         if directory is not None and is_complete(directory) \
                 and read_state(directory)["segment"] < len(segments):
-            state = load_checkpoint(directory, task, optimizer)
+            with storage.local_copy(directory) as local:
+                state = load_checkpoint(local, task, optimizer)
             if rank == 0:
                 print(f"[{cell.run_name}] resumed at {state['samples']} samples", flush=True)
     state["world_sizes"].append([world, state["samples"]])

@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import json
 import logging
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -176,11 +175,13 @@ def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
         "tracking": dataclasses.asdict(tracking) if tracking else None,
         "log_every_steps": log_every_steps,
         # Ray Train V2 refuses resume_from_checkpoint: the loop loads this one itself when Ray
-        # has no checkpoint of this run yet (a directory every worker can read).
+        # has no checkpoint of this run yet (a folder every worker can read, or a storage URI).
         "resume_from": resume_from,
     }
-    storage = storage_path or str(settings.state_dir() / "ray_results")
-    Path(storage).mkdir(parents=True, exist_ok=True)
+    from vlscale.platform import storage as locations
+
+    storage = locations.resolve(storage_path)  # a local folder or a URI (s3://...), see storage.py
+    locations.ensure_dir(storage)
     return TorchTrainer(
         train_cell_worker,
         train_loop_config=config,
@@ -201,14 +202,19 @@ def run_cell(cell: Cell, *, tracking_uri: str | None = None, experiment: str | N
     """Validate, connect to Ray (embedded if none), train, and return the Ray Train result.
 
     Resumes from the newest complete checkpoint an earlier invocation left in `storage_path`
-    (printed). Raises UserError for a setup error a worker reported (see `USER_ERROR_FILE`) or a
+    (printed): a local folder or any pyarrow URI (s3://bucket/prefix, gs://...; see
+    `vlscale.platform.storage`), so a fresh machine resumes from an object store.
+    Raises UserError for a setup error a worker reported (see `USER_ERROR_FILE`) or a
     worker failure that was a UserError. On Ctrl-C (KeyboardInterrupt) the cell's MLflow run is
     marked failed, with an error saying it was interrupted, before the interrupt propagates.
     """
+    from vlscale.platform import storage as locations
     from vlscale.platform.cluster import check_shared_state, cluster_cpus, ensure_ray
     from vlscale.platform.train.checkpointing import newest_complete_checkpoint
 
     check_cell(cell)
+    storage = locations.resolve(storage_path)
+    locations.open_location(storage)  # a URI pyarrow cannot open: one line, before Ray starts
     uri = settings.tracking_uri(tracking_uri)
     check_tracking(uri)
     ensure_ray(address)
@@ -216,14 +222,12 @@ def run_cell(cell: Cell, *, tracking_uri: str | None = None, experiment: str | N
     check_resources(cell, cluster_cpus())
     check_cluster_fits(cell, wait_for_resources=wait_for_resources)
     tracking = TrackingTarget(uri, None, experiment)
-    storage = Path(storage_path or settings.state_dir() / "ray_results")
-    earlier = sorted(storage.glob(f"cell-{cell.cell_hash}*/checkpoint_*"))
-    resume = newest_complete_checkpoint(earlier)
+    resume = newest_complete_checkpoint(locations.cell_checkpoints(storage, cell.cell_hash))
     if resume is not None:
         print(f"cell {cell.cell_hash}: resuming from the checkpoint at {resume[1]} samples "
               f"({resume[0]})", flush=True)
     run_name = f"cell-{cell.cell_hash}-{time.strftime('%Y%m%d-%H%M%S')}"
-    trainer = build_trainer(cell, tracking, storage_path=str(storage),
+    trainer = build_trainer(cell, tracking, storage_path=storage,
                             log_every_steps=log_every_steps, run_name=run_name,
                             resume_from=str(resume[0]) if resume else None)
     try:
@@ -236,9 +240,9 @@ def run_cell(cell: Cell, *, tracking_uri: str | None = None, experiment: str | N
         raise
     raise_reported_user_error(result)
     if result.error is None:
-        for directory in storage.glob(f"cell-{cell.cell_hash}*"):
-            if directory.name != run_name and directory.is_dir():
-                shutil.rmtree(directory, ignore_errors=True)  # superseded attempts
+        for directory in locations.cell_run_dirs(storage, cell.cell_hash):
+            if directory.rsplit("/", 1)[-1] != run_name:
+                locations.delete_dir(directory)  # superseded attempts
     else:
         raise_user_error(result.error)
     return result
