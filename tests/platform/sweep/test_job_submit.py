@@ -96,7 +96,7 @@ def test_a_submitted_job_keeps_its_results_and_a_resubmit_runs_only_the_missing_
                 assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
                 return True
 
-            _wait(accepted, 120, "the job agent", poll=3)
+            _wait(accepted, 300, "the job agent", poll=3)
 
         submit("vlscale-first")
         state = user_home / ".vlscale"
