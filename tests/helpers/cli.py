@@ -9,17 +9,14 @@ from pathlib import Path
 
 def run_cli(args: list[str], cwd: Path, home: Path | None = None, timeout: float = 120):
     """`python -m vlscale.cli ARGS` in `cwd` (the real entry point, its own process); with
-    `home`, $VLSCALE_HOME points there, otherwise $HOME is `cwd`, so the default state directory
-    (~/.vlscale) is ./.vlscale of `cwd`."""
+    `home`, $VLSCALE_HOME points there, otherwise at ./.vlscale of `cwd` (a workspace whose
+    state directory sits inside it, as with the old default)."""
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "VLSCALE_HOME"}
-    if home is not None:
-        env["VLSCALE_HOME"] = str(home)
-    else:
-        env["HOME"] = str(cwd)
+    env["VLSCALE_HOME"] = str(home if home is not None else Path(cwd) / ".vlscale")
     return subprocess.run([sys.executable, "-m", "vlscale.cli", *map(str, args)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=timeout)
 
