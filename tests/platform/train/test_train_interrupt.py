@@ -20,7 +20,7 @@ import pytest
 
 from vlscale import tracking
 
-from helpers.processes import default_sigint
+from helpers.processes import default_sigint, finish_session, settled
 
 SAMPLES, BATCH, PERIOD = 4096, 64, 512
 LOG_EVERY_STEPS = 10  # CellProgress's default: train/loss is logged every 10th step
@@ -80,35 +80,16 @@ def wait_for_checkpoint(process: subprocess.Popen, where: Path, log: Path, at_le
         if process.poll() is not None:
             pytest.fail(f"train exited early:\n{log.read_text()}")
         time.sleep(0.2)
-    finish(process, log, 0.1)
+    finish_session(process, log, 0.1)
     pytest.fail(f"no checkpoint at {at_least} samples within {timeout_s} s:\n{log.read_text()}")
 
 
 def settled_checkpoints(where: Path, quiet_s: float = 15.0, timeout_s: float = 120.0) -> dict:
     """The fully written checkpoints once no new one appeared for `quiet_s`: after the driver
     dies, its Ray worker may still write one or two before Ray's reaper ends it."""
-    deadline = time.monotonic() + timeout_s
-    seen, since = fully_written(where), time.monotonic()
-    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
-        time.sleep(1.0)
-        now = fully_written(where)
-        if now.keys() != seen.keys():
-            seen, since = now, time.monotonic()
-    return seen
+    return settled(lambda: fully_written(where), quiet_s, timeout_s, poll_s=1.0)
 
 
-def finish(process: subprocess.Popen, log: Path, timeout_s: float) -> str:
-    """Wait for the process to exit, then end whatever of its session is left; its output."""
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the session this test started
-        except ProcessLookupError:
-            pass
-    return log.read_text()
 
 
 def interrupt_then_rerun(shards: Path, where: Path,
@@ -120,12 +101,12 @@ def interrupt_then_rerun(shards: Path, where: Path,
     first = start_train(cell, where, first_log)
     wait_for_checkpoint(first, where, first_log, 2 * PERIOD, timeout_s=400)
     os.kill(first.pid, how)  # the driver only, as Ctrl-C or the OOM killer would
-    first_output = finish(first, first_log, timeout_s=60)
+    first_output = finish_session(first, first_log, timeout_s=60)
     first_returncode = first.returncode
     newest = max(settled_checkpoints(where))
     between = tracking.list_cell_runs(tracking_uri(where))
     second = start_train(cell, where, second_log)
-    second_output = finish(second, second_log, timeout_s=400)
+    second_output = finish_session(second, second_log, timeout_s=400)
     assert second.returncode == 0, second_output
     assert f"resuming from the checkpoint at {newest} samples" in second_output, second_output
     return first_output, first_returncode, between

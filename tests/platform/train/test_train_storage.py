@@ -17,7 +17,7 @@ import pytest
 
 from vlscale import tracking
 
-from helpers.processes import default_sigint
+from helpers.processes import default_sigint, finish_session, settled
 from helpers.s3 import S3Server, serve_s3
 
 SAMPLES, BATCH, PERIOD = 2048, 64, 512
@@ -79,30 +79,8 @@ def fully_written(s3: S3Server) -> dict[int, str]:
     return found
 
 
-def finish(process: subprocess.Popen, log: Path, timeout_s: float) -> str:
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the session this test started
-        except ProcessLookupError:
-            pass
-    return log.read_text()
 
 
-def settled(s3: S3Server, quiet_s: float = 6.0, timeout_s: float = 60.0) -> dict[int, str]:
-    """The fully written checkpoints once none appeared for `quiet_s` (a worker may still write
-    one after its driver went)."""
-    deadline = time.monotonic() + timeout_s
-    seen, since = fully_written(s3), time.monotonic()
-    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = fully_written(s3)
-        if now.keys() != seen.keys():
-            seen, since = now, time.monotonic()
-    return seen
 
 
 @pytest.mark.slow
@@ -116,17 +94,17 @@ def test_train_on_s3_is_interrupted_and_resumes_on_a_fresh_machine(synth_shards,
         if first.poll() is not None:
             pytest.fail(f"train exited early:\n{first_log.read_text()}")
         if time.monotonic() > deadline:
-            finish(first, first_log, 0.1)
+            finish_session(first, first_log, 0.1)
             pytest.fail(f"no checkpoint in S3 within 300 s:\n{first_log.read_text()}")
         time.sleep(0.3)
     os.kill(first.pid, signal.SIGINT)
-    first_output = finish(first, first_log, timeout_s=60)
+    first_output = finish_session(first, first_log, timeout_s=60)
     assert first.returncode == 130, first_output
-    newest = max(settled(s3))
+    newest = max(settled(lambda: fully_written(s3), quiet_s=6.0, timeout_s=60.0))
     assert newest < SAMPLES, "interrupted before the end"
 
     second = start_train(cell, tmp_path / "home-2", tmp_path, s3, second_log)
-    second_output = finish(second, second_log, timeout_s=300)
+    second_output = finish_session(second, second_log, timeout_s=300)
     assert second.returncode == 0, second_output
     assert f"resuming from the checkpoint at {newest} samples" in second_output, second_output
     assert f"({s3.uri(PREFIX)}/cell-" in second_output, "the checkpoint came from S3"
