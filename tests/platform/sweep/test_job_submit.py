@@ -80,7 +80,13 @@ def test_a_submitted_job_keeps_its_results_and_a_resubmit_runs_only_the_missing_
     address = f"http://127.0.0.1:{dashboard}"
     _ray(env, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=2",
-         f"--temp-dir={ray_temp}", "--include-dashboard=true", "--disable-usage-stats")
+         f"--temp-dir={ray_temp}", "--include-dashboard=true", "--disable-usage-stats",
+         # Own ports for every agent: the test session's embedded cluster holds the defaults
+         # (a second job agent on 52365 never comes up: "No available agent to submit job").
+         *(f"--{name}={free_port()}" for name in (
+             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "ray-client-server-port", "node-manager-port",
+             "object-manager-port")))
     try:
         def submit(submission: str) -> None:
             command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
@@ -125,6 +131,23 @@ def test_a_submitted_job_keeps_its_results_and_a_resubmit_runs_only_the_missing_
         working_copies = list(ray_temp.rglob("working_dir_files"))
         assert not [path for copy in working_copies for path in copy.rglob("mlflow.db")]
     finally:
-        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], env=env,
-                       capture_output=True, timeout=120)
+        _stop_cluster(ray_temp)
         shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+def _stop_cluster(ray_temp: Path, timeout_s: float = 30.0) -> None:
+    """Stop the processes of the cluster this test started, and only those: `ray stop` would
+    stop every Ray process of the machine, the test session's own embedded cluster included
+    (whose driver, the pytest process, then exits when its GCS is gone). The cluster's daemons
+    are the processes whose command line names its temp folder."""
+    import psutil
+
+    ours = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(str(ray_temp) in part for part in process.info["cmdline"] or ()):
+            ours.append(process)
+    for process in ours:
+        process.terminate()
+    _, alive = psutil.wait_procs(ours, timeout=timeout_s)
+    for process in alive:
+        process.kill()
