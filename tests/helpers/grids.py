@@ -3,6 +3,8 @@ tests/platform/sweep/sweep_grids.py runs `tiny_grid` as the driver of the kill t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vlscale.platform.config import DataSpec, GridSpec, Procedure, ResourceSpec, SizeSettings
 
 
@@ -20,3 +22,19 @@ def tiny_grid(shards: str, name: str = "tiny") -> GridSpec:
                "cpu-w64-l2": SizeSettings(2e-3, 64, 128)},
         resources=ResourceSpec(1, 1, cpus_per_worker=1.0, max_failures=1),
         train_overrides={"eval_batch_size": 64, "checkpoint_every_samples": 256})
+
+
+def write_resume_cell(shards: Path, where: Path, *, samples: int, batch: int,
+                      period: int) -> Path:
+    """`where/cell.yaml`: the single-worker MaMMUT cell the interrupt-and-resume tests train
+    with `vlscale train` (checkpoint every `period` samples, no retries, seed 3)."""
+    cell = where / "cell.yaml"
+    cell.write_text(
+        "model: {model_type: mammut, arch: cpu-w32-l1}\n"
+        f"data: {{name: synth, train: {shards / 'train'}, eval: {shards / 'eval'}, "
+        f"zeroshot: {shards / 'zeroshot'}, eval_samples: 128}}\n"
+        f"train: {{samples_seen: {samples}, global_batch: {batch}, lr: 0.002, "
+        f"warmup_samples: 256, checkpoint_every_samples: {period}, eval_batch_size: 128, "
+        "seed: 3}\n"
+        "resources: {min_workers: 1, max_workers: 1, cpus_per_worker: 0.5, max_failures: 0}\n")
+    return cell

@@ -11,13 +11,19 @@ from vlscale.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def cluster_address(address: str | None = None) -> str | None:
+    """The cluster to connect to: `address`, else `$RAY_ADDRESS` (set inside `ray job submit`);
+    None means an embedded single-node cluster."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def ensure_ray(address: str | None = None) -> None:
     """Initialise Ray once per process; a later call is a no-op."""
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     # A local ray.init() writes ~/.ray/auth_token and a later `ray start` then turns token auth
     # on silently; be explicit so local and submitted runs behave the same.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -20,6 +20,7 @@ import pytest
 
 from vlscale import tracking
 
+from helpers.grids import write_resume_cell
 from helpers.processes import default_sigint, finish_session, settled
 
 SAMPLES, BATCH, PERIOD = 4096, 64, 512
@@ -27,16 +28,7 @@ LOG_EVERY_STEPS = 10  # CellProgress's default: train/loss is logged every 10th 
 
 
 def write_cell(shards: Path, where: Path) -> Path:
-    cell = where / "cell.yaml"
-    cell.write_text(
-        "model: {model_type: mammut, arch: cpu-w32-l1}\n"
-        f"data: {{name: synth, train: {shards / 'train'}, eval: {shards / 'eval'}, "
-        f"zeroshot: {shards / 'zeroshot'}, eval_samples: 128}}\n"
-        f"train: {{samples_seen: {SAMPLES}, global_batch: {BATCH}, lr: 0.002, "
-        f"warmup_samples: 256, checkpoint_every_samples: {PERIOD}, eval_batch_size: 128, "
-        "seed: 3}\n"
-        "resources: {min_workers: 1, max_workers: 1, cpus_per_worker: 0.5, max_failures: 0}\n")
-    return cell
+    return write_resume_cell(shards, where, samples=SAMPLES, batch=BATCH, period=PERIOD)
 
 
 def start_train(cell: Path, where: Path, log: Path) -> subprocess.Popen:

@@ -17,6 +17,7 @@ import pytest
 
 from vlscale import tracking
 
+from helpers.grids import write_resume_cell
 from helpers.processes import default_sigint, finish_session, settled
 from helpers.s3 import S3Server, serve_s3
 
@@ -31,16 +32,7 @@ def s3(tmp_path, monkeypatch):
 
 
 def write_cell(shards: Path, where: Path) -> Path:
-    cell = where / "cell.yaml"
-    cell.write_text(
-        "model: {model_type: mammut, arch: cpu-w32-l1}\n"
-        f"data: {{name: synth, train: {shards / 'train'}, eval: {shards / 'eval'}, "
-        f"zeroshot: {shards / 'zeroshot'}, eval_samples: 128}}\n"
-        f"train: {{samples_seen: {SAMPLES}, global_batch: {BATCH}, lr: 0.002, "
-        f"warmup_samples: 256, checkpoint_every_samples: {PERIOD}, eval_batch_size: 128, "
-        "seed: 3}\n"
-        "resources: {min_workers: 1, max_workers: 1, cpus_per_worker: 0.5, max_failures: 0}\n")
-    return cell
+    return write_resume_cell(shards, where, samples=SAMPLES, batch=BATCH, period=PERIOD)
 
 
 def start_train(cell: Path, home: Path, where: Path, s3: S3Server, log: Path) -> subprocess.Popen:

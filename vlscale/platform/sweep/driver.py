@@ -11,7 +11,6 @@ its predecessor.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,7 +86,12 @@ def validate_and_open_store(grid: SweepSpec, tracking_uri: str) -> list[Cell]:
 
 
 def run_sweep(grid: SweepSpec, options: SweepOptions) -> SweepOutcome:
-    from vlscale.platform.cluster import check_shared_state, cluster_cpus, ensure_ray
+    from vlscale.platform.cluster import (
+        check_shared_state,
+        cluster_address,
+        cluster_cpus,
+        ensure_ray,
+    )
 
     uri = settings.tracking_uri(options.tracking_uri)
     # Ray's start (its processes boot while this one mostly waits) overlaps the driver's own
@@ -96,7 +100,7 @@ def run_sweep(grid: SweepSpec, options: SweepOptions) -> SweepOutcome:
     # once per sweep; every later call of this process reuses MLflow's cached store). On an
     # existing cluster the store is opened only once `check_shared_state` has passed, so a
     # multi-node run refused for node-local state writes nothing; an embedded Ray is one node.
-    embedded = not (options.address or os.environ.get("RAY_ADDRESS"))
+    embedded = cluster_address(options.address) is None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlscale-sweep-setup") as pool:
         setup = (pool.submit(validate_and_open_store, grid, uri) if embedded
                  else pool.submit(validate_grid, grid))
