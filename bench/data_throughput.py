@@ -20,39 +20,7 @@ import time
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-
-def cpu_seconds() -> float:
-    """CPU time of this process and all its descendants (the local Ray cluster's processes)."""
-    import psutil
-
-    total = 0.0
-    me = psutil.Process()
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def baseline(shards, spec, samples: int, batch: int) -> float:
-    """Single-process loop: read row group, PIL-decode + resize, tokenize, normalise; samples/s."""
-    import numpy as np
-
-    from vlscale.platform.data.preprocess import prepare_rows, to_model_images
-
-    began, done, unit = time.perf_counter(), 0, 0
-    while done < samples:
-        raw = shards.read_unit(unit % len(shards.units))
-        _, images, tokens, _, _ = prepare_rows(raw, np.arange(len(raw.keys)), spec)
-        for start in range(0, len(images), batch):
-            if done >= samples:
-                break
-            to_model_images(images[start:start + batch], spec.mean, spec.std)
-            done += len(images[start:start + batch])
-        unit += 1
-    return done / (time.perf_counter() - began)
+from data_common import baseline, cpu_since, cpu_snapshot  # noqa: E402  (bench/ is the script folder)
 
 
 def _baseline_in_process(job: tuple) -> float:
@@ -136,9 +104,9 @@ def main() -> None:
         began = time.process_time()
         singles.append(baseline(shards, spec, args.samples, args.global_batch))
         cpu_single.append((time.process_time() - began) / args.samples)
-        began = cpu_seconds()
+        began = cpu_snapshot()
         runs.append(pipeline(shards, spec, args.samples, args.global_batch, seed=repeat))
-        cpu_pipeline.append((cpu_seconds() - began) / args.samples)
+        cpu_pipeline.append((cpu_since(began)) / args.samples)
     single = statistics.median(singles)
     steady, first, wait, total = sorted(runs)[len(runs) // 2]  # the run of median throughput
     print(f"single-process PIL loop : {single:9.0f} samples/s   "

@@ -29,8 +29,8 @@ from torch import nn
 
 from vlscale.platform.config import ModelSpec
 from vlscale.platform.models import create_task, list_architectures, model_profile
+from vlscale.platform.models.flops import count_forward_flops
 from vlscale.platform.models.ladder import model_config
-from vlscale.platform.models.profiles import count_forward_flops
 
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 70.0}
 """Dense bf16 tensor-core peaks (SXM figures for H100/H200/A100)."""

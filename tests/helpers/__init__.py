@@ -7,5 +7,7 @@ the analysis layer never imports torch through them.
 - `helpers.shards`: small real shard sets for the data tests;
 - `helpers.grids`: tiny sweep grids (and the sweep driver script of the kill test);
 - `helpers.notebooks`: the analysis notebooks executed with papermill in this interpreter;
-- `helpers.postgres`: a private PostgreSQL server on 127.0.0.1 (tests and benchmarks).
+- `helpers.postgres`: a private PostgreSQL server on 127.0.0.1 (tests and benchmarks);
+- `helpers.clusters`: simulated multi-node Ray clusters for the node-loss tests, in a process
+  of their own and torn down node by node (never `ray stop --force`).
 """

@@ -8,55 +8,15 @@ does not collide with the session's embedded Ray."""
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from helpers.cli import assert_one_line_error
+from helpers.clusters import run_cli_on_cluster
 from helpers.shards import write_synth_set
 
-RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+\s+INFO ")
 JOB = Path(__file__).resolve().parent / "sweep" / "tiny_job.py"
-
-CLUSTER = textwrap.dedent("""
-    import json, os, subprocess, sys
-    from ray.cluster_utils import Cluster
-
-    nodes, argvs = int(sys.argv[1]), json.loads(sys.argv[2])
-    # Ray's simulated nodes take the machine's address (with node_ip_address 127.0.0.1 the GCS
-    # is still announced on it and the cluster never comes up), as in Ray's own tests.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
-                      "include_dashboard": False})
-    for _ in range(nodes - 1):
-        cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        for argv in argvs:
-            result = subprocess.run([sys.executable, "-m", "vlscale.cli", *argv,
-                                     "--address", cluster.address],
-                                    capture_output=True, text=True, timeout=240)
-            print(json.dumps([result.returncode, result.stdout, result.stderr]), flush=True)
-    finally:
-        cluster.shutdown()
-""")
-
-
-def _on_cluster(nodes: int, argvs: list[list[str]], env: dict[str, str]) -> list:
-    import json
-
-    done = subprocess.run([sys.executable, "-c", CLUSTER, str(nodes), json.dumps(argvs)],
-                          capture_output=True, text=True, timeout=400, env=env)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    results = []
-    for argv, line in zip(argvs, done.stdout.strip().splitlines()[-len(argvs):]):
-        code, out, err = json.loads(line)  # Ray's own "connecting to" log lines set aside
-        err = "\n".join(x for x in err.splitlines() if not RAY_LOG_LINE.match(x))
-        results.append(subprocess.CompletedProcess(argv, code, out, err))
-    return results
 
 
 @pytest.mark.slow
@@ -69,7 +29,7 @@ def test_a_multi_node_sweep_with_node_local_state_is_refused_before_anything_is_
     env.update(VLSCALE_HOME=str(home), RAY_AUTH_MODE="disabled")
     sweep = ["sweep", str(JOB), "--data", str(shards), "--no-report"]
     store = f"sqlite:///{tmp_path / 'shared' / 'mlflow.db'}"
-    both, tracking_only = _on_cluster(2, [sweep, [*sweep, "--tracking-uri", store]], env)
+    both, tracking_only = run_cli_on_cluster(2, [sweep, [*sweep, "--tracking-uri", store]], env)
     assert_one_line_error(both, "2 nodes", "--tracking-uri", "--storage-path", "vlscale server")
     assert_one_line_error(tracking_only, "2 nodes", "--storage-path")
     assert "--tracking-uri" not in tracking_only.stderr

@@ -226,6 +226,9 @@ class TrainSpec:
         _check_field_types(self)
 
 
+PLACEMENTS = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
 @dataclass(frozen=True)
 class ResourceSpec:
     """Where and how robustly a cell runs. Operational as a whole: outside the hash, so
@@ -238,9 +241,51 @@ class ResourceSpec:
     cpus_per_worker: float = operational_setting(1.0)
     gpus_per_worker: float = operational_setting(0.0)
     max_failures: int = operational_setting(3)
+    placement: str = operational_setting("PACK")
+    """Ray placement-group strategy of the worker group: PACK (fewest nodes), SPREAD (one
+    worker per node where possible, so one node's loss costs one worker), STRICT_PACK or
+    STRICT_SPREAD."""
+    worker_resources: str = operational_setting("")
+    """Custom Ray resources each worker reserves besides its CPUs/GPUs, "name=amount[,...]"
+    (nodes offer them with `ray start --resources`), e.g. a `train_slot` only the training
+    nodes have keeps workers, and a single-worker cell's trial, off the head node. Empty:
+    none."""
+    resize_check_s: float = operational_setting(60.0)
+    """How often a healthy elastic group checks whether more workers fit now (Ray Train's
+    `elastic_resize_monitor_interval_s`); a grow restarts the group from its last checkpoint."""
 
     def __post_init__(self) -> None:
         _check_field_types(self)
+        if self.placement not in PLACEMENTS:
+            raise UserError(f"resources.placement: {self.placement!r} is not one of "
+                            f"{', '.join(PLACEMENTS)}")
+        self.custom_resources()  # a malformed worker_resources: one line now
+        if self.resize_check_s < 0:
+            raise UserError(f"resources.resize_check_s must be >= 0, got {self.resize_check_s}")
+
+    def per_worker(self) -> dict[str, float]:
+        """What one worker reserves from Ray: its CPUs, its GPUs (when any) and the custom
+        resources of `worker_resources` (the Train group's workers and an in-trial cell alike)."""
+        resources = {"CPU": self.cpus_per_worker, **self.custom_resources()}
+        if self.gpus_per_worker:
+            resources["GPU"] = self.gpus_per_worker
+        return resources
+
+    def custom_resources(self) -> dict[str, float]:
+        """`worker_resources` as a Ray resource dict ({} = none)."""
+        parsed: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in self.worker_resources.split(","))):
+            name, equals, amount = (x.strip() for x in item.partition("="))
+            try:
+                value = float(amount)
+            except ValueError:
+                value = -1.0
+            if not equals or not name or name in ("CPU", "GPU") or not value > 0:
+                raise UserError(f"resources.worker_resources: {item!r} is not name=amount with "
+                                "a custom resource name and an amount > 0 (e.g. 'train_slot=1'; "
+                                "CPUs and GPUs have their own fields)")
+            parsed[name] = value
+        return parsed
 
     @property
     def elastic(self) -> bool:

@@ -1,6 +1,5 @@
 """The Ray Data pipeline on the shared 2-CPU cluster: exact samples, order, resume, bad records."""
 
-import threading
 import uuid
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from vlscale.errors import UserError
 from vlscale.platform.data import Preprocess, WorkerBatches, open_shards
 
+from helpers.ranks import run_ranks
 from helpers.shards import DIRTY_BAD_ROWS, is_bad, write_synth_shards
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.timeout(240)]
@@ -30,21 +30,11 @@ def run(shards, *, total, global_batch, world_size=1, start=0, seed=0):
                              seed=seed, group=group, window_rows=WINDOW_ROWS)
                for rank in range(world_size)]
     received: list[list[dict]] = [[] for _ in workers]
-    errors: list[BaseException] = []
 
-    def consume(rank: int) -> None:
-        try:
-            received[rank] = list(workers[rank])
-        except BaseException as error:  # re-raised in the test thread
-            errors.append(error)
+    def consume(rank: int, worker: WorkerBatches) -> None:
+        received[rank] = list(worker)
 
-    threads = [threading.Thread(target=consume, args=(rank,)) for rank in range(world_size)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    run_ranks(workers, consume)
     steps = [torch.cat([batches[step]["row_id"] for batches in received]).numpy()
              for step in range(len(received[0]))]
     for batches in received:

@@ -1,5 +1,10 @@
 import csv
+import dataclasses
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -10,6 +15,7 @@ from vlscale.platform.models import (
     build_model,
     build_tokenizer,
     create_task,
+    forget_profiles_in_memory,
     list_architectures,
     model_profile,
     parameter_counts,
@@ -95,12 +101,53 @@ def test_mammut_costs_more_than_clip_of_the_same_arch():
 
 
 def test_profiles_are_cached_on_disk(tmp_path):
-    model_profile.cache_clear()
+    forget_profiles_in_memory()
     profile = model_profile("clip", "cpu-w32-l1")
     cache = json.loads((tmp_path / "vlscale-home" / "cache" / "model_profiles.json").read_text())
     assert [entry["name"] for entry in cache.values()] == ["cpu-w32-l1"]
-    model_profile.cache_clear()
+    forget_profiles_in_memory()
     assert model_profile("clip", "cpu-w32-l1") == profile
+
+
+def test_a_cached_profile_is_read_without_importing_torch(tmp_path):
+    """A sweep's driver, `vlscale status` and a dry run take profiles from the cache: importing
+    torch and open_clip costs seconds of CPU at every sweep's start (bench/sweep_overhead.py)."""
+    forget_profiles_in_memory()
+    expected = model_profile("mammut", "cpu-w64-l2")  # counted here, cached under VLSCALE_HOME
+    probe = ("import json, sys; from dataclasses import asdict\n"
+             "from vlscale.platform.models import model_profile\n"
+             "profile = model_profile('mammut', 'cpu-w64-l2')\n"
+             "print(json.dumps([asdict(profile), sorted({'torch', 'open_clip'} & set(sys.modules))]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-2000:]
+    profile, imported = json.loads(result.stdout)
+    assert imported == []
+    assert profile == json.loads(json.dumps(dataclasses.asdict(expected)))
+
+
+def test_a_changed_config_is_counted_again(tmp_path, monkeypatch):
+    """The cache key reads vlscale's own config file: an edited config is never served stale."""
+    from vlscale.platform.models import ladder
+
+    forget_profiles_in_memory()
+    model_profile("clip", "cpu-w32-l1")
+    configs = tmp_path / "configs"
+    shutil.copytree(ladder.CONFIG_DIR, configs)
+    path = configs / "cpu-w32-l1.json"
+    config = json.loads(path.read_text())
+    config["vision_cfg"]["width"] *= 2
+    path.write_text(json.dumps(config))
+    monkeypatch.setattr(ladder, "CONFIG_DIR", configs)
+    assert ladder.config_identity("clip", "cpu-w32-l1") == path.read_text()
+    forget_profiles_in_memory()
+    model_profile("clip", "cpu-w32-l1")  # not the old entry: a second one, counted again
+    cache = json.loads((tmp_path / "vlscale-home" / "cache" / "model_profiles.json").read_text())
+    assert [entry["name"] for entry in cache.values()] == ["cpu-w32-l1", "cpu-w32-l1"]
+    forget_profiles_in_memory()
+    assert "open_clip:ViT-B-32" == ladder.config_identity("clip", "ViT-B-32")
+    with pytest.raises(UserError, match="unknown clip architecture 'ViT-X'"):
+        ladder.config_identity("clip", "ViT-X")
 
 
 @pytest.mark.parametrize("model_type, arch, needle", [

@@ -11,7 +11,13 @@ import torch
 
 from vlscale.errors import UserError
 from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
-from vlscale.platform.models import build_model, create_task, list_architectures, model_profile
+from vlscale.platform.models import (
+    build_model,
+    create_task,
+    forget_profiles_in_memory,
+    list_architectures,
+    model_profile,
+)
 from vlscale.platform.models.families import MODEL_FAMILIES, ModelFamily, model_types
 from vlscale.platform.models.tokenizers import build_tokenizer
 from vlscale.platform.train.steps import Stepper, build_optimizer
@@ -26,7 +32,7 @@ ARCH = "cpu-w32-l1"
 def dummy_family():
     with imported("dummy_family", MODEL_FAMILIES, "sigmoid-clip") as module:
         yield module
-    model_profile.cache_clear()
+    forget_profiles_in_memory()
 
 
 def test_registry_lists_known_names_and_refuses_duplicates():

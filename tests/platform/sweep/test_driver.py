@@ -63,6 +63,28 @@ def test_grid_runs_end_to_end_and_a_rerun_launches_nothing(finished_sweep, shard
     again = run_sweep(tiny_grid(shards), opts)
     assert again.launched == 0
     assert len(cell_runs(opts, "tiny")) == 8
+    # Tune's own result files (MLflow has every result) are not written; its trial folders are
+    written = {path.name for path in Path(opts.storage_path).rglob("*")}
+    assert any(name.startswith("checkpoint_") for name in written)
+    assert not {"progress.csv", "result.json"} & written
+    assert not [name for name in written if name.startswith("events.out.tfevents")]
+
+
+def test_grid_validation_needs_no_torch(shards, tmp_path):
+    """With the model profiles cached, the driver's set-up (validation, the store, Tune's
+    import) runs while Ray starts without importing torch or open_clip (bench/sweep_overhead)."""
+    validate_grid(tiny_grid(shards))  # counts and caches the profiles under VLSCALE_HOME
+    probe = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+             "from helpers.grids import tiny_grid\n"
+             "from vlscale.platform.sweep.driver import validate_and_open_store\n"
+             "cells = validate_and_open_store(tiny_grid(sys.argv[2]), sys.argv[3])\n"
+             "print(len(cells), sorted({'torch', 'open_clip'} & set(sys.modules)))")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(REPO / "tests"), shards,
+         f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "8 []"
 
 
 @pytest.mark.slow

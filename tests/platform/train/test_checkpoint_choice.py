@@ -16,14 +16,14 @@ from vlscale.platform.train.checkpointing import (
 )
 
 
-def write(directory: Path, samples: int) -> Path:
+def write(directory: Path, samples: int, segment: int = 0) -> Path:
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.ones(2, 4)).sum().backward()
     optimizer.step()
     return save_checkpoint(directory, model, optimizer,
-                           {"segment": 0, "samples": samples, "step": samples // 64,
+                           {"segment": segment, "samples": samples, "step": samples // 64,
                             "world_sizes": [[1, 0]]})
 
 
@@ -68,3 +68,13 @@ def test_a_sweep_resumes_its_cell_from_the_newest_complete_checkpoint(tmp_path):
     (torn / MODEL_FILE).write_bytes((torn / MODEL_FILE).read_bytes()[:10])
     write(tmp_path / "sweep-2" / "cell-0123456789ab" / "checkpoint_000003", 12288)
     assert latest_checkpoint(tmp_path, cell) == str(done)
+
+
+def test_a_completed_runs_final_checkpoint_can_be_passed_over(tmp_path):
+    """`before_segment`: a resume skips a finished run's final checkpoint (its cool-down
+    branches are gone) and takes the furthest unfinished one."""
+    partway = write(tmp_path / "run" / "checkpoint_1", 4096, segment=1)
+    final = write(tmp_path / "run" / "checkpoint_2", 8192, segment=2)
+    assert newest_complete_checkpoint([partway, final]) == (final, 8192)
+    assert newest_complete_checkpoint([partway, final], before_segment=2) == (partway, 4096)
+    assert newest_complete_checkpoint([final], before_segment=2) is None

@@ -21,6 +21,7 @@ from vlscale.platform.config import (
     SizeSettings,
     TrainSpec,
 )
+from vlscale.platform.models import forget_profiles_in_memory
 from vlscale.platform.train.evaluate import EVALUATORS
 from vlscale.platform.train.loop import train_cell
 from vlscale.platform.train.schedules import SCHEDULES
@@ -85,6 +86,7 @@ class LocalSession:
     resume; reports are kept."""
 
     rank, world_size = 0, 1
+    decode_outside_placement_group = False
 
     def __init__(self) -> None:
         import torch
@@ -128,7 +130,6 @@ def test_new_family_schedule_and_evaluator_train_a_cell_end_to_end(
         wsd, alignment, ray_cluster, synth_shards, tmp_path, monkeypatch):
     """One cell of the dummy family, trained with the dummy schedule: the dummy evaluator's
     metric reaches MLflow as eval/alignment/matched_cosine, beside the built-in ones."""
-    from vlscale.platform.models import model_profile
     from vlscale.platform.models.families import MODEL_FAMILIES
 
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "models"))  # dummy_family
@@ -145,7 +146,7 @@ def test_new_family_schedule_and_evaluator_train_a_cell_end_to_end(
         train_cell({"cell": cell.experiment_dict() | {"procedure": cell.procedure},
                     "tracking": {"uri": uri, "sweep": None, "experiment": None},
                     "log_every_steps": 1}, session)
-        model_profile.cache_clear()
+        forget_profiles_in_memory()
     assert session.reports[-1]["final"] and session.reports[-1]["samples_seen"] == 512
     [record] = [r for r in tracking.list_cell_runs(uri) if r.cell_hash == cell.cell_hash]
     assert record.params["model.model_type"] == "sigmoid-clip"

@@ -1,4 +1,4 @@
-"""Shards, writers and the Ray Data input pipeline.
+"""Shards, writers and the input pipeline (Ray window tasks, block references to the ranks).
 
 The public API, imported lazily so that `vlscale data synth` never pays for torch or Ray:
 

@@ -53,13 +53,18 @@ def register(subparsers: Any) -> None:
 
     importer = commands.add_parser(
         "import", help="convert img2dataset parquet, webdataset tar shards or class folders",
-        description="Stream a folder of img2dataset parquet shards, webdataset tars "
+        description="Convert a folder of img2dataset parquet shards, webdataset tars "
                     "({key}.jpg + {key}.txt [+ {key}.cls]) or class folders (SRC/<class>/"
                     "<images>, ImageNet-style; label i = the i-th folder in sorted order) into "
                     "our shards; rows without a success status, image or caption are dropped "
                     "and counted. A labelled source becomes a zero-shot set: its dataset.json "
                     "carries the class names and prompt templates the zero-shot evaluator "
-                    "needs (labels without class names are refused).")
+                    "needs (labels without class names are refused). The source is cut into "
+                    "slices (at most 10,000 rows of parquet row groups, a whole tar, 10,000 "
+                    "class-folder images) converted in parallel as Ray tasks, one output "
+                    "shard (at most 10,000 rows) per slice, named in source order: the output "
+                    "is the same for any --workers. On a multi-node cluster (--address) SRC "
+                    "and OUT must be absolute paths on storage every node mounts (checked).")
     importer.add_argument("source", metavar="SRC",
                           help="folder of .parquet or .tar shards, or of class folders")
     importer.add_argument("out", metavar="OUT", help="output folder (must be empty or absent)")
@@ -90,6 +95,17 @@ def register(subparsers: Any) -> None:
     importer.add_argument("--seed", type=int, default=0,
                           help="seed of a class-folder set's row order (rows are shuffled, so "
                                "the first rows the evaluator reads span every class) (0)")
+    importer.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="parallel import tasks: 1 converts in this process without Ray; N > 1 runs N Ray "
+             "Data tasks at a time (an embedded local Ray, or the cluster of --address). "
+             "Default: Ray with one task per CPU when --address / $RAY_ADDRESS names a cluster "
+             "or the source holds at least 256 MiB, else this process (Ray's start-up would "
+             "cost more than it saves)")
+    importer.add_argument(
+        "--address", default=None,
+        help="Ray cluster to run the import tasks on (default: $RAY_ADDRESS, else an embedded "
+             "local Ray); SRC and OUT must then be on storage every node mounts")
     importer.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     importer.set_defaults(func=_import)
 
@@ -157,7 +173,8 @@ def _import(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     manifest = import_shards(args.source, args.out, verify=args.verify, overwrite=args.overwrite,
                              class_names=args.classnames, templates=args.templates,
-                             label_key=args.label_key, labels=args.labels, seed=args.seed)
+                             label_key=args.label_key, labels=args.labels, seed=args.seed,
+                             workers=args.workers, address=args.address)
     skipped = ", ".join(f"{k}={v}" for k, v in sorted(manifest["skipped"].items())) or "none"
     classes = (f"; zero-shot set: {len(manifest['class_names'])} classes, "
                f"{len(manifest['templates'])} templates" if "class_names" in manifest else "")

@@ -1,21 +1,25 @@
-"""One global batch stream per training run, shared by its workers through a Ray actor.
+"""One global batch plan per training run, shared by its workers through a Ray actor.
 
-With several workers the global sequence is produced once (one Ray Data execution: every row is
-read and decoded once) by a `BatchCoordinator` actor, and each worker fetches its contiguous slice
-of every global batch. A slice is a function of (global batch, rank, world size) only, so the
-concatenation of the slices of W workers is the single-worker sequence, and a resumed run with a
-different W continues the same sequence. The actor is owned by the worker that created it, so it
-dies with the worker group; a restarted group gets a fresh one under a fresh name.
+With several workers the global sequence is planned once by a `BatchCoordinator` actor: it owns
+the window tasks (every row is read and decoded once), reads only their tiny block metadata, and
+hands each worker the object references and row ranges of its contiguous slice of every global
+batch. The decoded blocks go from the task that made them straight to the worker that trains on
+them; the actor never touches a decoded byte (it counts what it sends and receives, see
+`traffic`). A slice is a function of (global batch, rank, world size) only, so the concatenation
+of the slices of W workers is the single-worker sequence, and a resumed run with a different W
+continues the same sequence. The actor is owned by the worker that created it, so it dies with
+the worker group; a restarted group gets a fresh one under a fresh name.
 """
 
 from __future__ import annotations
 
+import pickle
 import threading
 import uuid
 from typing import Any
 
 from vlscale.errors import UserError
-from vlscale.platform.data.stream import GlobalBatch, GlobalBatchStream
+from vlscale.platform.data.stream import BatchPlan, GlobalBatch, GlobalBatchStream, slice_bounds
 
 ACTOR_PREFIX = "vlscale-data-"
 # Handles are kept for the life of the process: Ray kills a named, non-detached actor once the
@@ -23,12 +27,7 @@ ACTOR_PREFIX = "vlscale-data-"
 _HANDLES: dict[str, Any] = {}
 _HANDLES_LOCK = threading.Lock()
 
-
-def slice_bounds(rows: int, rank: int, world_size: int) -> tuple[int, int]:
-    """Rank `rank`'s contiguous share of `rows` (the first `rows % W` ranks get one more)."""
-    base, extra = divmod(rows, world_size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
+__all__ = ["BatchCoordinator", "rank_slice", "slice_bounds"]
 
 
 def rank_slice(batch: GlobalBatch, rank: int, world_size: int) -> dict[str, Any]:
@@ -38,44 +37,56 @@ def rank_slice(batch: GlobalBatch, rank: int, world_size: int) -> dict[str, Any]
             "skipped_records": batch.skipped_records}
 
 
+def wire_size(part: dict[str, Any]) -> int:
+    """Bytes of a rank's part as Ray sends it: the pickled counters and row ranges, and for each
+    block reference its id and owner address (what a serialised reference carries)."""
+    pieces = [(ref.binary(), ref.owner_address(), start, end)
+              for ref, start, end in part["pieces"]]
+    return len(pickle.dumps({**part, "pieces": pieces}))
+
+
 class BatchCoordinator:
-    """Ray actor body: produces global batches ahead (bounded) and serves rank slices."""
+    """Ray actor body: plans global batches ahead (bounded) and serves rank slices as refs."""
 
     def __init__(self, stream: GlobalBatchStream, world_size: int, buffer_batches: int) -> None:
         self._stream = stream
         self._world_size = world_size
         self._buffer = buffer_batches
-        self._batches: dict[int, GlobalBatch] = {}
+        self._plans: dict[int, BatchPlan] = {}
         self._fetched: dict[int, int] = {}
         self._produced = self._released = 0
         self._finished: set[int] = set()
         self._error: BaseException | None = None
         self._done = self._stopped = False
+        self._sent_bytes = 0
         self._condition = threading.Condition()
-        threading.Thread(target=self._produce, name="vlscale-data-producer", daemon=True).start()
+        threading.Thread(target=self._produce, name="vlscale-data-planner", daemon=True).start()
 
     def _produce(self) -> None:
+        plans = self._stream.plans()
         try:
-            for batch in self._stream:
+            for plan in plans:
                 with self._condition:
                     while (self._produced - self._released >= self._buffer
                            and not self._stopped):
                         self._condition.wait()
                     if self._stopped:
                         return
-                    self._batches[self._produced] = batch
+                    self._plans[self._produced] = plan
                     self._produced += 1
                     self._condition.notify_all()
         except BaseException as error:  # handed to the workers by get()
             with self._condition:
                 self._error = error
         finally:
+            plans.close()  # cancels the window tasks still running
             with self._condition:
                 self._done = True
                 self._condition.notify_all()
 
     def get(self, step: int, rank: int) -> dict[str, Any]:
-        """Rank `rank`'s slice of global batch `step` (0 = the first after the start position)."""
+        """Rank `rank`'s part of global batch `step` (0 = the first after the start position):
+        (block ref, start row, end row) pieces and the stream's counters after the batch."""
         with self._condition:
             while step >= self._produced and not self._done:
                 self._condition.wait()
@@ -83,25 +94,37 @@ class BatchCoordinator:
                 if self._error is not None:
                     raise self._error
                 raise IndexError(f"global batch {step} is past the end of the stream")
-            batch = self._batches[step]
-        part = rank_slice(batch, rank, self._world_size)
+            plan = self._plans[step]
+        part = {"pieces": plan.rank_pieces(rank, self._world_size),
+                "samples_end": plan.samples_end, "passes": plan.passes,
+                "skipped_records": plan.skipped_records}
+        size = wire_size(part)
         with self._condition:
+            self._sent_bytes += size
             self._fetched[step] = self._fetched.get(step, 0) + 1
             while self._fetched.get(self._released) == self._world_size:
-                del self._fetched[self._released], self._batches[self._released]
+                # the plan's refs go; each block lives on while a rank still holds its ref
+                del self._fetched[self._released], self._plans[self._released]
                 self._released += 1
             self._condition.notify_all()
         return part
 
-    def finish(self, rank: int) -> bool:
-        """A rank is done; True for the last one (which then kills the actor)."""
+    def traffic(self) -> dict[str, int]:
+        """Bytes this actor sent to ranks and received from window tasks so far (measured)."""
+        with self._condition:
+            return {"sent_bytes": self._sent_bytes,
+                    "received_bytes": self._stream.received_bytes}
+
+    def finish(self, rank: int) -> tuple[bool, dict[str, int]]:
+        """A rank is done; (True for the last one, which then kills the actor; the traffic)."""
         with self._condition:
             self._finished.add(rank)
-            if len(self._finished) == self._world_size:
+            last = len(self._finished) == self._world_size
+            if last:
                 self._stopped = True
                 self._condition.notify_all()
-                return True
-            return False
+            return last, {"sent_bytes": self._sent_bytes,
+                          "received_bytes": self._stream.received_bytes}
 
 
 def coordinator_name(group: str | None, world_rank: int) -> str:
@@ -134,13 +157,23 @@ def get_or_create(name: str, stream: GlobalBatchStream, world_size: int, prefetc
         return _HANDLES[name]
 
 
-def release(name: str, world_rank: int) -> None:
-    """This rank is done with the stream; the last rank to finish stops and removes the actor."""
+def release(name: str, world_rank: int) -> dict[str, int]:
+    """This rank is done with the stream; the last rank to finish stops and removes the actor.
+    Returns the coordinator's traffic (complete for the last rank)."""
     import ray
 
     with _HANDLES_LOCK:
         handle = _HANDLES.get(name)
-    if handle is not None and ray.get(handle.finish.remote(world_rank)):
+    if handle is None:
+        return {}
+    try:
+        last, traffic = ray.get(handle.finish.remote(world_rank))
+    except ray.exceptions.ActorDiedError:
+        # The last rank kills the actor as soon as its own finish returns, which can overtake
+        # the reply to another rank's finish: that rank was done and is not the last.
+        return {}
+    if last:
         with _HANDLES_LOCK:
             _HANDLES.pop(name, None)
         ray.kill(handle)
+    return traffic

@@ -4,7 +4,7 @@
                  "global_batch": 256, "total_samples": 10_000},
                  scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}))
 
-Keep at least one CPU unreserved by the workers, or Ray Data's tasks never start.
+Keep at least one CPU unreserved by the workers, or the window tasks never start.
 Each rank reports its counters with `ray.train.report`. With `record_dir`, each rank also saves
 them (`rank{r}.json`), the row ids it received (`rank{r}.npy`) and its per-step batch sizes
 (`rank{r}-sizes.npy`), to compare sequences across runs and world sizes.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,14 +75,19 @@ def list_class_folders(root: Path) -> ClassFolders:
     return ClassFolders(root, tuple(folders), tuple(files), dict(skipped))
 
 
-def folder_rows(listing: ClassFolders, class_names: list[str], seed: int
-                ) -> Iterator[dict[str, Any]]:
-    """One import row per image file, in a random order drawn from `seed`: key = path without
-    suffix, caption = the class name, label = the folder's index, meta = the relative path."""
+def shuffled_files(listing: ClassFolders, seed: int) -> list[tuple[str, int]]:
+    """Every (relative path, label) of the listing in a random order drawn from `seed`: the
+    import's row order (the evaluator reads a set's first rows, which must span the classes)."""
     order = np.random.default_rng(seed).permutation(len(listing.files))
-    for index in order:
-        relative, label = listing.files[index]
-        path = listing.root / relative
+    return [listing.files[index] for index in order]
+
+
+def file_rows(root: Path, files: Sequence[tuple[str, int]], class_names: Sequence[str]
+              ) -> Iterator[dict[str, Any]]:
+    """One import row per (relative path, label) of `files`, in that order: key = path without
+    suffix, caption = the class name, label = the folder's index, meta = the relative path."""
+    for relative, label in files:
+        path = root / relative
         try:
             image = path.read_bytes()
         except OSError as error:

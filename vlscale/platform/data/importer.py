@@ -1,32 +1,29 @@
 """`vlscale data import`: img2dataset parquet, webdataset tar shards or class folders -> our
-shards, streaming.
+shards, in parallel slices.
 
-Source rows are read one record batch (parquet), one sample (tar) or one image file (class
-folders, see folders.py) at a time and written through a `ShardWriter`, which buffers one row
-group: a source shard is never held in memory, let alone twice. Rows without a success status,
-image bytes or a caption are dropped and counted; with `verify` (the default) so are rows whose
-image does not decode, and the output is marked verified so that training can locate a resume
-position without a counting pass.
+The source is cut into slices (sources.py: runs of row groups of a parquet file, whole tars,
+runs of a class-folder set's shuffled file list), and each slice is converted by its own task
+(import_tasks.py), in this process (`workers=1`) or as Ray tasks on an embedded or a
+connected cluster; the output is the same either way. A task streams its rows: one source
+record batch (or tar member, or image file) and one output row group in memory. Rows without a
+success status, image bytes or a caption are dropped and counted; with `verify` (the default)
+so are rows whose image does not decode, and the output is marked verified so that training can
+locate a resume position without a counting pass.
 
 A labelled source (class folders, or a label column / member) becomes a zero-shot set: its
 dataset.json carries the class names and prompt templates (classes.py) the zero-shot evaluator
-reads, and its split is "zeroshot". Labels without class names, or labels the names do not
-cover, are refused before (or, for a label found late, instead of) writing anything.
+reads, and its split is "zeroshot". Labels without class names are refused before anything is
+written; a label the names do not cover, found by a task, stops the import, which then writes
+nothing either (the staging folder is dropped, see output.py).
 """
 
 from __future__ import annotations
 
-import json
-import tarfile
-import zlib
+import os
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vlscale.errors import UserError
 from vlscale.platform.data.classes import (
@@ -36,147 +33,37 @@ from vlscale.platform.data.classes import (
     load_class_names,
     load_templates,
 )
-from vlscale.platform.data.folders import class_folders, folder_rows, list_class_folders
+from vlscale.platform.data.folders import list_class_folders, shuffled_files
+from vlscale.platform.data.import_tasks import (
+    PARTS_DIR,
+    RowRules,
+    assemble,
+    check_nodes_see,
+    run_in_process,
+    run_on_ray,
+)
 from vlscale.platform.data.output import check_output, staged_output
-from vlscale.platform.data.preprocess import open_image
-from vlscale.platform.data.schema import (
-    CAPTION_COLUMNS,
-    IMAGE_COLUMNS,
-    KEY_COLUMN,
-    LABEL_COLUMN,
-    META_COLUMN,
-    STATUS_COLUMN,
-    STATUS_SUCCESS,
-    ShardWriter,
-    find_column,
-    shard_schema,
-    write_manifest,
+from vlscale.platform.data.resources import available_cpus
+from vlscale.platform.data.schema import LABEL_COLUMN, write_manifest
+from vlscale.platform.data.sources import (
+    SLICE_ROWS,
+    SOURCE_READ_ERRORS,
+    TAR_LABEL_KEY,
+    Slice,
+    first_has_label,
+    folder_slices,
+    shard_slices,
+    source_files,
+    unreadable,
 )
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-READ_BATCH_ROWS = 1000
-TAR_LABEL_KEY = "cls"
-"""The webdataset label member (`{key}.cls`, as clip_benchmark's sets); parquet's is `label`."""
+__all__ = ["SOURCE_READ_ERRORS", "import_shards", "unreadable"]
 
-
-def _parquet_rows(path: Path, label_key: str = LABEL_COLUMN) -> Iterator[dict[str, Any]]:
-    """img2dataset rows; "label" is the raw value of the `label_key` column (None without)."""
-    parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
-    image_column, caption_column = find_column(names, IMAGE_COLUMNS), find_column(names,
-                                                                                 CAPTION_COLUMNS)
-    skip = {image_column, caption_column, KEY_COLUMN, STATUS_COLUMN, LABEL_COLUMN, META_COLUMN,
-            label_key}
-    extra = [n for n in names if n not in skip and not pa.types.is_binary(
-        parquet.schema_arrow.field(n).type)]
-    for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS):
-        columns = batch.to_pydict()
-        for i in range(batch.num_rows):
-            image = columns[image_column][i] if image_column else None
-            if isinstance(image, dict):  # Hugging Face image struct
-                image = image.get("bytes")
-            meta = {n: columns[n][i] for n in extra}
-            if META_COLUMN in columns and columns[META_COLUMN][i]:
-                meta["meta"] = columns[META_COLUMN][i]
-            yield {"key": columns.get(KEY_COLUMN, [None] * batch.num_rows)[i],
-                   "image": image,
-                   "caption": columns[caption_column][i] if caption_column else None,
-                   "status": columns[STATUS_COLUMN][i] if STATUS_COLUMN in columns else None,
-                   "label": columns[label_key][i] if label_key in columns else None,
-                   "meta": meta}
-
-
-def _tar_rows(path: Path, label_key: str = TAR_LABEL_KEY) -> Iterator[dict[str, Any]]:
-    """webdataset samples: consecutive members sharing a key (path up to the first dot); "label"
-    is the raw `{key}.<label_key>` member, or the `label_key` field of `{key}.json`."""
-    key, parts = None, {}
-    end = 0
-    with tarfile.open(path, "r|*") as archive:
-        for member in archive:
-            end = member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-            if not member.isfile():
-                continue
-            directory, _, base = member.name.rpartition("/")
-            stem, _, extension = base.partition(".")
-            member_key = f"{directory}/{stem}" if directory else stem
-            if member_key != key and parts:
-                yield _tar_sample(key, parts, label_key)
-                parts = {}
-            key = member_key
-            handle = archive.extractfile(member)
-            parts[extension.lower()] = handle.read() if handle else b""
-    _check_end_marker(path, end)
-    if parts:
-        yield _tar_sample(key, parts, label_key)
-
-
-def _check_end_marker(path: Path, end: int) -> None:
-    """Raise when an uncompressed tar lacks its end-of-archive marker (two zero blocks after the
-    last member): tarfile reads a tar cut at a block boundary as a shorter, valid one, which
-    would silently drop samples. Only for a plain (ustar) file, whose member offsets are file
-    offsets; a cut compressed tar fails in its decompressor instead."""
-    marker = 2 * tarfile.BLOCKSIZE
-    with open(path, "rb") as handle:
-        if handle.read(262)[257:262] != b"ustar":  # compressed (offsets are not file offsets)
-            return
-        handle.seek(end)
-        tail = handle.read(marker)
-    if len(tail) < marker or tail.strip(b"\0"):
-        raise tarfile.ReadError(f"no end-of-archive marker after byte {end}, the file was cut "
-                                "short")
-
-
-def _tar_sample(key: str | None, parts: dict[str, bytes], label_key: str) -> dict[str, Any]:
-    image = next((parts[e] for e in IMAGE_EXTENSIONS if e in parts), None)
-    meta: dict[str, Any] = {}
-    if "json" in parts:
-        try:
-            meta = json.loads(parts["json"])
-        except ValueError:
-            meta = {}
-    caption = parts["txt"].decode("utf-8", "replace") if "txt" in parts else meta.get("caption")
-    label = parts[label_key].decode("utf-8", "replace") if label_key in parts \
-        else meta.get(label_key)
-    return {"key": key, "image": image, "caption": caption, "status": meta.get("status"),
-            "label": label, "meta": meta}
-
-
-def source_files(source: Path) -> list[Path]:
-    """The .parquet / .tar shards directly in `source`; [] when it is a class-folder set."""
-    if not source.is_dir():
-        raise UserError(f"import source {source} is not a folder")
-    files = sorted(p for p in source.iterdir() if p.suffix == ".parquet" or p.name.endswith(
-        (".tar", ".tar.gz", ".tgz")))
-    if not files and not class_folders(source):
-        raise UserError(f"no .parquet or .tar shards and no class folders in {source}; point at "
-                        "img2dataset output or an ImageNet-style folder (SRC/<class>/<images>)")
-    return files
-
-
-def unreadable(path: Path | str, error: BaseException) -> UserError:
-    """The one-line error for a source file that cannot be read to its end."""
-    detail = " ".join(str(error).split()) or type(error).__name__
-    return UserError(f"{path} is corrupt or truncated ({detail}); re-download or rewrite it, or "
-                     "move it out of the folder, and run again")
-
-
-SOURCE_READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, pa.ArrowException)
-"""What reading a damaged parquet page, footer or tar member raises."""
-
-
-def _guarded(rows: Iterator[dict[str, Any]], path: Path) -> Iterator[dict[str, Any]]:
-    """`rows`, with a read error of the source file turned into a one-line UserError (errors
-    raised by the consumer between rows are not thrown in here, so they keep their traceback)."""
-    try:
-        yield from rows
-    except SOURCE_READ_ERRORS as error:
-        raise unreadable(path, error) from error
-
-
-def _source_rows(path: Path, label_key: str | None = None) -> Iterator[dict[str, Any]]:
-    if path.suffix == ".parquet":
-        return _guarded(_parquet_rows(path, label_key or LABEL_COLUMN), path)
-    return _guarded(_tar_rows(path, label_key or TAR_LABEL_KEY), path)
+PARALLEL_MIN_BYTES = 256 * 2**20
+"""Below this much source data an import runs in this process unless `workers` or a cluster
+asks for Ray: at ~500 us of CPU per row (decode-verify, parquet; bench/import_speed.py) and
+~10 KiB per 256 px JPEG row, 256 MiB is ~25,000 rows, ~13 s in one process, of which 2 CPUs
+save ~6 s, about what starting an embedded Ray costs here (5-10 s); bigger sources gain."""
 
 
 @dataclass
@@ -184,21 +71,68 @@ class _Plan:
     """What an import writes, settled (and every deterministic refusal raised) before OUT is
     touched."""
 
-    rows: Callable[[], Iterator[tuple[str, int, dict[str, Any]]]]
-    """(source name, row number in it, row) for every source row."""
+    slices: list[Slice]
+    rules: RowRules
     parameters: dict[str, Any]
-    class_names: list[str] | None = None
-    """Set for a zero-shot import: the rows' labels index it."""
     templates: list[str] | None = None
-    classnames_flag: str = ""
     seed: int | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Set for a zero-shot import: the rows' labels index it."""
+        names = self.rules.class_names
+        return None if names is None else list(names)
+
+
+def _source_bytes(slices: list[Slice]) -> int:
+    """The source's size on disk (class folders: estimated from one file per slice, since
+    stat-ing a million images would itself take a while on a network filesystem)."""
+    paths = {part.path for piece in slices for part in piece.parts}
+    total = sum(os.path.getsize(path) for path in paths)
+    samples = [os.path.join(piece.root, piece.files[0][0]) for piece in slices if piece.files]
+    if samples:  # class folders: about as many bytes per file as the first file of each slice
+        rows = sum(len(piece.files) for piece in slices)
+        total += rows * sum(map(os.path.getsize, samples)) // len(samples)
+    return total
+
+
+def uses_ray(slices: list[Slice], workers: int | None, address: str | None) -> bool:
+    """Ray runs the slices unless there is one, `workers` is 1, or (workers not given, no
+    cluster named) the source is too small for Ray's start-up to pay or there is one CPU."""
+    from vlscale.platform.cluster import cluster_address
+
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: give 1 (this process, no Ray) or more")
+    if len(slices) < 2 or workers == 1:
+        return False
+    if workers is not None or cluster_address(address) is not None:
+        return True
+    return available_cpus() > 1 and _source_bytes(slices) >= PARALLEL_MIN_BYTES
+
+
+def _connect(source: str | Path, out: str | Path, address: str | None) -> int:
+    """Connect to Ray; returns the alive node count. Several nodes need absolute SRC and OUT
+    (a relative path means the driver's working folder, e.g. `ray job submit`'s temporary
+    copy, which other nodes do not have)."""
+    from vlscale.platform.cluster import alive_nodes, ensure_ray
+
+    ensure_ray(address)
+    nodes = alive_nodes()
+    if nodes > 1:
+        relative = [str(p) for p in (source, out) if not Path(p).expanduser().is_absolute()]
+        if relative:
+            raise UserError(f"this Ray cluster has {nodes} nodes but {relative[0]} is a relative "
+                            "path (a folder of this node's working directory): give SRC and OUT "
+                            "as absolute paths on storage every node mounts")
+    return nodes
 
 
 def import_shards(source: str | Path, out: str | Path, *, verify: bool = True,
                   overwrite: bool = False, class_names: str | None = None,
                   templates: str | None = None, label_key: str | None = None,
-                  labels: bool = True, seed: int = 0) -> dict[str, Any]:
+                  labels: bool = True, seed: int = 0, workers: int | None = None,
+                  address: str | None = None, slice_rows: int = SLICE_ROWS) -> dict[str, Any]:
     """Convert every shard (or class folder) in `source`; returns the written manifest (with
     skip counts).
 
@@ -206,45 +140,46 @@ def import_shards(source: str | Path, out: str | Path, *, verify: bool = True,
     and `templates` are `--classnames` / `--templates` values (classes.py); `label_key` names
     the label column (parquet, default "label") or member / json field (tar, default "cls");
     `labels=False` drops a shard set's labels; `seed` orders a class-folder set's rows.
-    OUT is replaced only once the import is complete (see output.py): a corrupt source file
-    found half-way leaves an existing OUT as it was.
+    `workers`: 1 converts the slices in this process; N > 1 runs them as Ray tasks, N at a
+    time; None (the default) uses Ray, with as many tasks as CPUs, when `address` (or
+    $RAY_ADDRESS) names a cluster or the source is big enough (`PARALLEL_MIN_BYTES`). The
+    output does not depend on it. On a cluster SRC and OUT must be on storage every node sees
+    (checked). OUT is replaced only once the import is complete (see output.py): a corrupt
+    source file found half-way leaves an existing OUT as it was.
     """
+    if slice_rows < 1:
+        raise UserError(f"slice_rows {slice_rows}: give a positive number of rows")
     root = Path(source)
     files = source_files(root)
     check_output(Path(out), overwrite=overwrite, inputs=[root])
     if class_names is None and templates is not None:
         raise UserError("--templates needs a labelled set with class names: pass --classnames "
                         "too (or class folders)")
-    plan = (_shard_plan(root, files, class_names, templates, label_key, labels) if files
-            else _folder_plan(root, class_names, templates, label_key, labels, seed))
-    plan.parameters.update(source=str(root.resolve()), verify=verify)
+    plan = (_shard_plan(root, files, class_names, templates, label_key, labels, verify,
+                        slice_rows) if files
+            else _folder_plan(root, class_names, templates, label_key, labels, seed, verify,
+                              slice_rows))
+    plan.parameters.update(source=str(root.resolve()), verify=verify, slice_rows=slice_rows)
+    parallel = uses_ray(plan.slices, workers, address)
+    nodes = _connect(source, out, address) if parallel else 1
+    if parallel and workers is None:
+        from vlscale.platform.cluster import cluster_cpus
+
+        workers = max(1, int(cluster_cpus()))
     names = plan.class_names
-    lookup: dict[str, int] = {}  # a repeated name (ImageNet has two) means its first class
-    for index, name in enumerate(names or ()):
-        lookup.setdefault(name, index)
     with staged_output(out, overwrite=overwrite, inputs=[root]) as staging:
-        writer = ShardWriter(staging, shard_schema(with_label=names is not None))
+        parts = staging / PARTS_DIR
+        parts.mkdir()
+        if parallel:
+            if nodes > 1:
+                check_nodes_see([str(root.resolve()), str(parts)])
+            results = run_on_ray(plan.slices, plan.rules, parts, workers or 1)
+        else:
+            results = run_in_process(plan.slices, plan.rules, parts)
         skipped: Counter[str] = Counter(plan.skipped)
-        for origin, number, row in plan.rows():
-            label = None
-            if names is not None:
-                label = _label_index(row["label"], lookup, len(names), origin,
-                                     row["key"] if row["key"] is not None else f"#{number}",
-                                     plan.classnames_flag)
-                if label is None:
-                    skipped["no_label"] += 1
-                    continue
-                if not isinstance(row["caption"], str) or not row["caption"].strip():
-                    row["caption"] = names[label]  # labelled sets often have no captions
-            reason = _reject(row, verify)
-            if reason:
-                skipped[reason] += 1
-                continue
-            writer.add({"key": str(row["key"] if row["key"] is not None
-                                   else f"{Path(origin).stem}-{number:09d}"),
-                        "jpg": row["image"], "txt": row["caption"].strip(), "label": label,
-                        "meta": json.dumps(row["meta"], default=str, sort_keys=True)})
-        shards = writer.close()
+        for result in results:
+            skipped.update(result.skipped)
+        shards = assemble(staging, results)
         if not shards:
             raise UserError(f"no usable rows in {source} (skipped: {dict(skipped)}); nothing "
                             "written")
@@ -259,19 +194,20 @@ def import_shards(source: str | Path, out: str | Path, *, verify: bool = True,
 
 
 def _shard_plan(source: Path, files: list[Path], classnames: str | None, templates: str | None,
-                label_key: str | None, labels: bool) -> _Plan:
+                label_key: str | None, labels: bool, verify: bool, slice_rows: int) -> _Plan:
     """img2dataset parquet / webdataset tars: labelled when the first shard has the label
     column (member); then class names are required."""
     parameters: dict[str, Any] = {"layout": "shards", "files": [p.name for p in files]}
     first = files[0]
+    slices = shard_slices(files, slice_rows)  # reads every footer: a cut one is refused here
     what = "column" if first.suffix == ".parquet" else "member (or .json field)"
     key = label_key or (LABEL_COLUMN if first.suffix == ".parquet" else TAR_LABEL_KEY)
     if not labels:
         if classnames is not None or label_key is not None:
             raise UserError("--no-labels drops the labels, so --classnames and --label-key do "
                             "not apply; drop one or the other")
-        return _Plan(lambda: _rows_of(files, None), parameters)
-    found = _first_has_label(files, key)
+        return _Plan(slices, RowRules(verify, None), parameters)
+    found = first_has_label(files, key)
     if label_key is not None and not found:
         raise UserError(f"--label-key {label_key}: the first shard {first.name} has no {what} "
                         f"{label_key!r}; name the {what} that holds the class index")
@@ -279,7 +215,7 @@ def _shard_plan(source: Path, files: list[Path], classnames: str | None, templat
         if classnames is not None:
             raise UserError(f"--classnames needs labels, but the first shard {first.name} has "
                             f"no {what} {key!r}; name the label's {what} with --label-key")
-        return _Plan(lambda: _rows_of(files, None), parameters)
+        return _Plan(slices, RowRules(verify, None), parameters)
     if classnames is None:
         raise UserError(f"{source} is labelled (the {what} {key!r} of {first.name}) but has no "
                         "class names, which a zero-shot set needs: pass --classnames FILE "
@@ -288,21 +224,13 @@ def _shard_plan(source: Path, files: list[Path], classnames: str | None, templat
     names = load_class_names(classnames)
     parameters.update(label_key=key, classnames=classnames,
                       templates=templates or DEFAULT_TEMPLATES)
-    return _Plan(lambda: _rows_of(files, key), parameters, names, load_templates(templates),
-                 f"--classnames {classnames}")
-
-
-def _rows_of(files: list[Path], label_key: str | None
-             ) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    for path in files:
-        for number, row in enumerate(_source_rows(path, label_key)):
-            if label_key is None:
-                row["label"] = None
-            yield str(path), number, row
+    return _Plan(slices, RowRules(verify, key, tuple(names), f"--classnames {classnames}"),
+                 parameters, load_templates(templates))
 
 
 def _folder_plan(source: Path, classnames: str | None, templates: str | None,
-                 label_key: str | None, labels: bool, seed: int) -> _Plan:
+                 label_key: str | None, labels: bool, seed: int, verify: bool, slice_rows: int
+                 ) -> _Plan:
     """A class-folder set: labels are the sorted folders; class names the folder names, a
     named set or a file, one per folder."""
     if label_key is not None or not labels:
@@ -332,59 +260,6 @@ def _folder_plan(source: Path, classnames: str | None, templates: str | None,
                   "classnames": classnames or "folder names",
                   "templates": templates or DEFAULT_TEMPLATES}
     flag = f"--classnames {classnames}" if classnames else "the folder names"
-    return _Plan(lambda: ((str(source), n, row) for n, row in
-                          enumerate(folder_rows(listing, names, seed))),
-                 parameters, names, load_templates(templates), flag, seed, listing.skipped)
-
-
-def _label_index(value: Any, lookup: dict[str, int], count: int, origin: str, key: Any,
-                 flag: str) -> int | None:
-    """The class index of a raw label (an int, an int-like string, or a class name); None when
-    the row has none. A label the class names do not cover is a UserError: the names do not
-    belong to these labels."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        if text.lstrip("-").isdigit():
-            value = int(text)
-        elif text in lookup:
-            return lookup[text]
-        else:
-            raise UserError(f"label {text!r} of row {key} in {origin} is not one of the "
-                            f"{count} class names of {flag}; pass the class names these "
-                            "labels use")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    if not 0 <= value < count:
-        raise UserError(f"label {value} of row {key} in {origin} is outside the {count} "
-                        f"class names of {flag} (labels 0..{count - 1}); pass the class "
-                        "names these labels index")
-    return value
-
-
-def _reject(row: dict[str, Any], verify: bool) -> str | None:
-    if row["status"] is not None and row["status"] != STATUS_SUCCESS:
-        return "status"
-    if not row["image"]:
-        return "no_image"
-    if not isinstance(row["caption"], str) or not row["caption"].strip():
-        return "no_caption"
-    if verify and open_image(row["image"]) is None:
-        return "bad_image"
-    return None
-
-
-def _first_has_label(files: list[Path], label_key: str) -> bool:
-    first = files[0]
-    if first.suffix == ".parquet":
-        try:
-            return label_key in pq.ParquetFile(first).schema_arrow.names
-        except SOURCE_READ_ERRORS as error:
-            raise unreadable(first, error) from error
-    return any(row["label"] is not None
-               for row, _ in zip(_source_rows(first, label_key), range(1)))
+    return _Plan(folder_slices(source, shuffled_files(listing, seed), slice_rows),
+                 RowRules(verify, None, tuple(names), flag), parameters,
+                 load_templates(templates), seed, listing.skipped)

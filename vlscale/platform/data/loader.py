@@ -1,8 +1,9 @@
 """`WorkerBatches`: what a training worker iterates — its slice of every global batch, exactly.
 
 Built inside the train-loop function; nothing has to be created on the driver. With one worker
-the global stream runs in the worker's process (Ray Data still decodes in parallel CPU tasks);
-with several, the ranks share one stream through a `BatchCoordinator` actor.
+the global stream is planned in the worker's process (window tasks still decode in parallel on
+the cluster's CPUs); with several, the ranks share one plan through a `BatchCoordinator` actor,
+which hands out block references only: each rank fetches and slices its own rows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from vlscale.platform.data.coordinator import coordinator_name, get_or_create, r
 from vlscale.platform.data.order import DEFAULT_WINDOW_ROWS
 from vlscale.platform.data.preprocess import Preprocess, to_model_images
 from vlscale.platform.data.shards import ShardSet, open_shards
-from vlscale.platform.data.stream import GlobalBatchStream
+from vlscale.platform.data.stream import GlobalBatchStream, fetch_ahead
 
 
 class WorkerBatches:
@@ -38,7 +39,8 @@ class WorkerBatches:
     def __init__(self, shards: ShardSet | str, preprocess: Preprocess, *, global_batch: int,
                  total_samples: int, world_rank: int = 0, world_size: int = 1,
                  start_samples: int = 0, seed: int = 0, prefetch: int = 2, device: Any = None,
-                 group: str | None = None, window_rows: int = DEFAULT_WINDOW_ROWS) -> None:
+                 group: str | None = None, window_rows: int = DEFAULT_WINDOW_ROWS,
+                 decode_outside_placement_group: bool = False) -> None:
         self.shards = open_shards(shards) if isinstance(shards, str) else shards
         if global_batch <= 0 or global_batch % world_size:
             raise UserError(f"global_batch {global_batch} must be a positive multiple of the "
@@ -55,7 +57,8 @@ class WorkerBatches:
         self.global_batch, self.total_samples = global_batch, total_samples
         self.prefetch, self.device, self.group = max(1, prefetch), device, group
         self.stream = GlobalBatchStream(self.shards, preprocess, global_batch, total_samples,
-                                        start_samples, seed, window_rows)
+                                        start_samples, seed, window_rows, world_size,
+                                        decode_outside_placement_group)
         self.samples_seen = start_samples
         """Global samples delivered to all workers after the last batch this worker received."""
         self.passes = 0
@@ -65,6 +68,9 @@ class WorkerBatches:
         self.data_wait_seconds = 0.0
         """Time this worker spent inside `next()`: waiting for, copying and normalising data."""
         self.steps_done = 0
+        self.coordinator_traffic: dict[str, int] = {}
+        """Bytes the shared coordinator sent and received (decoded bytes never pass through it),
+        as it reported when this worker finished; complete on the last worker to finish."""
         self._coordinator: str | None = None
 
     def __len__(self) -> int:
@@ -109,12 +115,20 @@ class WorkerBatches:
         pending = collections.deque(handle.get.remote(step, self.world_rank)
                                     for step in range(min(self.prefetch, steps)))
         requested = len(pending)
-        try:
+
+        def parts() -> Iterator[tuple[dict[str, Any], list]]:
+            nonlocal requested
             while pending:
                 part = _get(ray, pending.popleft())
                 if requested < steps:
                     pending.append(handle.get.remote(requested, self.world_rank))
                     requested += 1
+                yield part, part.pop("pieces")
+
+        shape = (self.preprocess.image_size, self.preprocess.context_length)
+        try:
+            for part, arrays in fetch_ahead(parts(), self.stream.columns, shape):
+                part["arrays"] = arrays
                 yield part
         finally:
             self.close()
@@ -123,7 +137,7 @@ class WorkerBatches:
         """Tell the shared stream this worker is done (the last worker stops it)."""
         name, self._coordinator = self._coordinator, None
         if name is not None:
-            release(name, self.world_rank)
+            self.coordinator_traffic = release(name, self.world_rank)
 
     def __enter__(self) -> WorkerBatches:
         return self

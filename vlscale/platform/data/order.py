@@ -3,7 +3,7 @@
 Every epoch, the row groups ("units") are permuted with the epoch's seed and cut into windows of
 `units_per_window` consecutive units; a window's rows are permuted again with a seed of their own.
 The epoch's sample sequence is the windows' usable rows in that order. A window is the unit of
-work of one Ray Data task, so it can be produced in parallel and still be consumed in order, and
+work of one Ray task, so it can be produced in parallel and still be consumed in order, and
 a position in the sequence is (epoch, window, offset) — cheap to resume from.
 
 Why windows of several row groups: consecutive samples then mix several shards (a row group is

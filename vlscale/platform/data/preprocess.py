@@ -3,7 +3,7 @@
 open_clip's `image_transform(size, is_train=False)` is Resize(shortest edge, bicubic) ->
 CenterCrop -> convert("RGB") -> ToTensor -> Normalize. The pipeline splits it in two:
 
-- `decode_image` (in Ray Data's CPU tasks) does the PIL part with the same arithmetic as
+- `decode_image` (in the window tasks) does the PIL part with the same arithmetic as
   torchvision and returns uint8 HWC — 4x less to move through the object store than float32;
 - `to_model_images` (in the consumer, vectorised: numpy on CPU, torch on a GPU) does ToTensor +
   Normalize.

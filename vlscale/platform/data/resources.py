@@ -3,9 +3,10 @@
 Ray's default object store takes 30% of RAM (measured: 7 GiB on a 2-core, 23 GiB box) although
 the pipeline only needs a few windows of decoded blocks in flight; on small machines that memory is
 better left to the training process. Read parallelism needs no setting: the pipeline runs one
-1-CPU Ray Data task per window, as many at once as there are free CPUs, with Ray Data's
-backpressure bounding what waits in the object store. What must be left is at least one CPU that
-the trainer does not reserve, or the data tasks never start (see DESIGN.md).
+1-CPU Ray task per window, as many at once as there are CPUs, with a bound on windows in
+flight (`stream.GlobalBatchStream`) limiting what waits in the object store. What must be left
+is at least one CPU that the trainer does not reserve, or the data tasks never start (see
+docs/design.md).
 """
 
 from __future__ import annotations

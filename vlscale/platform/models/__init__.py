@@ -28,6 +28,7 @@ _EXPORTS = {
     "list_architectures": "ladder",
     "MaMMUT": "mammut",
     "ModelProfile": "profiles", "model_profile": "profiles", "tokenizer_for": "profiles",
+    "forget_profiles_in_memory": "profiles",
     "VLTask": "task", "create_task": "task",
     "build_tokenizer": "tokenizers",
 }

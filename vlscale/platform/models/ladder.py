@@ -91,6 +91,19 @@ def list_architectures(ladder: str | None = None, model_type: str | None = None)
     return [arch for arch in archs if (CONFIG_DIR / f"{family.config_name(arch)}.json").is_file()]
 
 
+def config_identity(model_type: str, arch: str) -> str:
+    """What decides the open_clip config of (model type, architecture), without importing
+    open_clip: the text of vlscale's own JSON config, or, for a config open_clip ships, its name
+    (open_clip's version, keyed beside it by the profile cache, fixes its content).
+    UserError for an unknown architecture, as `model_config`."""
+    known = list_architectures(model_type=model_type)
+    if arch not in known:
+        raise UserError(f"unknown {model_type} architecture {arch!r}; known: {', '.join(known)}")
+    name = config_name(model_type, arch)
+    ours = CONFIG_DIR / f"{name}.json"
+    return ours.read_text() if ours.is_file() else f"open_clip:{name}"
+
+
 def model_config(model_type: str, arch: str) -> dict[str, Any]:
     """The open_clip config dict of one (model type, architecture); UserError if there is none."""
     family = model_family(model_type)

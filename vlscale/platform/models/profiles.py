@@ -24,7 +24,9 @@ results are compared only with each other; there, counting the discarded project
 MaMMUT for work it does not do).
 
 Profiles are cached in memory and in `<state dir>/cache/model_profiles.json`, keyed by the config
-and the torch/open_clip versions.
+and the torch/open_clip versions, all read without importing torch: a sweep's driver, `vlscale
+status` and a dry run take profiles from the cache, and only a miss imports torch and counts
+(`flops.py`).
 """
 
 from __future__ import annotations
@@ -35,20 +37,14 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 
-import torch
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from vlscale.platform.models.build import build_model, parameter_counts
-from vlscale.platform.models.families import model_family
-from vlscale.platform.models.ladder import config_name, ladder_of, model_config, tokenizer_kind
+from vlscale.platform.models.ladder import config_identity
 from vlscale.platform.models.tokenizers import Tokenizer, build_tokenizer
 from vlscale.settings import state_dir
 
-_CACHE_VERSION = 2
-_PROJECTION_OPS = ("aten.addmm", "aten.mm", "aten.linear")
+_CACHE_VERSION = 3
+"""Bump whenever vlscale's model building or FLOP counting changes what a profile says."""
 
 
 @dataclass(frozen=True)
@@ -78,57 +74,22 @@ class ModelProfile:
     """Image normalisation (OpenAI CLIP's statistics, open_clip's default)."""
 
 
-def count_forward_flops(model: nn.Module, image_size: int, context_length: int) -> tuple[int, int]:
-    """(total, attention-core) forward FLOPs of one sample; build `model` on `meta` for speed.
-
-    Attention core: what `nn.MultiheadAttention` computes besides its input and output
-    projections (QK^T and AV, whichever kernel runs them).
-    """
-    device = next(model.parameters()).device
-    images = torch.zeros(1, 3, image_size, image_size, device=device)
-    texts = torch.zeros(1, context_length, dtype=torch.long, device=device)
-    was_training = model.training
-    model.train()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        model(images, texts)
-    model.train(was_training)
-    counts = counter.get_flop_counts()
-    attention_keys = {f"{type(model).__name__}.{name}" for name, module in model.named_modules()
-                      if isinstance(module, nn.MultiheadAttention)}
-    attention = sum(flops for key in attention_keys for op, flops in counts.get(key, {}).items()
-                    if str(op) not in _PROJECTION_OPS)
-    return sum(counts["Global"].values()), attention
-
-
-def _compute_profile(model_type: str, arch: str) -> ModelProfile:
-    model = build_model(model_type, arch, device="meta")
-    ladder = ladder_of(arch)
-    image_size = model.visual.image_size[0]
-    context_length = model.context_length
-    total_flops, attention_flops = count_forward_flops(model, image_size, context_length)
-    if ladder == "paper":
-        extra = model_family(model_type).paper_extra_flops(model)
-        axis_flops, convention = total_flops - attention_flops + extra, "paper"
-    else:
-        axis_flops, convention = total_flops, "true"
-    params, image_params, text_params = parameter_counts(model)
-    return ModelProfile(
-        name=config_name(model_type, arch), model_type=model_type, arch=arch, ladder=ladder,
-        image_size=image_size, context_length=context_length, vocab_size=model.vocab_size,
-        tokenizer=tokenizer_kind(arch),
-        params_m=params / 1e6, image_params_m=image_params / 1e6, text_params_m=text_params / 1e6,
-        gflops=axis_flops / 1e9, gflops_true=total_flops / 1e9, flops_convention=convention,
-        mean=tuple(OPENAI_DATASET_MEAN), std=tuple(OPENAI_DATASET_STD),
-    )
-
-
 def _cache_key(model_type: str, arch: str) -> str:
-    import open_clip
-
-    identity = json.dumps([_CACHE_VERSION, model_type, arch, model_config(model_type, arch),
-                           torch.__version__, open_clip.__version__], sort_keys=True)
+    """What decides a profile, read without importing torch or open_clip: the config
+    (`ladder.config_identity`), the torch and open_clip versions, `_CACHE_VERSION`."""
+    identity = json.dumps([_CACHE_VERSION, model_type, arch, config_identity(model_type, arch),
+                           package_version("torch"), package_version("open_clip_torch")],
+                          sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def package_version(distribution: str) -> str:
+    """The installed version of `distribution` from its metadata (no import); "unknown" for a
+    package installed without metadata, whose profiles are then counted under that key."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _cache_path():
@@ -154,9 +115,23 @@ def _write_cache(entries: dict) -> None:
         pass
 
 
-@functools.lru_cache(maxsize=None)
 def model_profile(model_type: str, arch: str) -> ModelProfile:
-    """The profile of one (model type, architecture); UserError for unknown names."""
+    """The profile of one (model type, architecture); UserError for unknown names.
+
+    From the cache when it has the entry (no torch import), else counted (`flops.py`) and
+    cached. The in-memory layer is keyed by the cache file too, so a process that changes its
+    state directory (`VLSCALE_HOME`) still fills that directory's cache."""
+    return _profile_cached_at(str(_cache_path()), model_type, arch)
+
+
+def forget_profiles_in_memory() -> None:
+    """Drop the in-memory layer, so the next lookup reads (or counts into) the cache file; for a
+    process whose model registries or configs changed since it first looked."""
+    _profile_cached_at.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def _profile_cached_at(cache_file: str, model_type: str, arch: str) -> ModelProfile:
     key = _cache_key(model_type, arch)
     entry = _read_cache().get(key)
     if entry is not None:
@@ -164,7 +139,9 @@ def model_profile(model_type: str, arch: str) -> ModelProfile:
             return ModelProfile(**entry | {"mean": tuple(entry["mean"]), "std": tuple(entry["std"])})
         except (TypeError, KeyError):  # a damaged entry: count again
             pass
-    profile = _compute_profile(model_type, arch)
+    from vlscale.platform.models.flops import compute_profile  # torch: only on a cache miss
+
+    profile = compute_profile(model_type, arch)
     cache = _read_cache()
     cache[key] = asdict(profile)
     _write_cache(cache)

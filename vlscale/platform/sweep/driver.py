@@ -11,6 +11,7 @@ its predecessor.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ class SweepOutcome:
     verdicts: list[str] = field(default_factory=list)
 
 
+TUNE_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+"""Ray Tune's public switch for its default result loggers (CSV, JSON, TensorBoard)."""
+
+
 def architecture_gflops(cells: list[Cell]) -> dict[str, float]:
     from vlscale.platform.models import model_profile
 
@@ -78,10 +83,13 @@ def read_ledger(grid: SweepSpec, cells: list[Cell], options: SweepOptions,
 
 
 def validate_and_open_store(grid: SweepSpec, tracking_uri: str) -> list[Cell]:
-    """The grid's cells (`validate_grid`), then the tracking store opened (`tracking.connect`):
-    the part of a sweep's start that runs while Ray starts (see `run_sweep`)."""
+    """The grid's cells (`validate_grid`), then the tracking store opened (`tracking.connect`),
+    then Ray Tune imported: the part of a sweep's start that runs while Ray starts (see
+    `run_sweep`)."""
     cells = validate_grid(grid)
     tracking.connect(tracking_uri)
+    import ray.tune  # noqa: F401  (~1.5 s of imports that would otherwise follow Ray's start)
+
     return cells
 
 
@@ -142,10 +150,7 @@ def trial_resources(cell: Cell) -> dict[str, float]:
     """In-process cells reserve their worker's resources; Train-driving trials a sliver (their
     workers reserve their own; a zero request is refused by Tune)."""
     if runs_in_process(cell):
-        resources = {"CPU": cell.resources.cpus_per_worker}
-        if cell.resources.gpus_per_worker:
-            resources["GPU"] = cell.resources.gpus_per_worker
-        return resources
+        return cell.resources.per_worker()
     return {"CPU": 0.01}
 
 
@@ -154,7 +159,8 @@ def runs_in_process(cell: Cell) -> bool:
 
 
 def default_concurrency(cells: list[Cell], cpus: float) -> int:
-    """As many trials as leave one CPU free for Ray Data's decode tasks."""
+    """As many trials as leave one CPU free for the decode tasks (`data.stream`), which run
+    outside the trials' placement groups."""
     per_trial = max(c.resources.max_workers * c.resources.cpus_per_worker + 0.01 for c in cells)
     return max(1, int((cpus - 1) // per_trial)) if cpus > 1 else 1
 
@@ -169,7 +175,9 @@ def cell_trial(config: dict[str, Any]) -> None:
     if runs_in_process(cell):
         session = TuneTrialSession(use_gpu=bool(cell.resources.gpus_per_worker),
                                    resume_from=config.get("resume_from"))
-        train_cell(config, session)
+        # A retried trial (its node was lost) resumes from the newest complete checkpoint on
+        # storage, which Tune's restored one may lag (loop.furthest_checkpoint).
+        train_cell(config | {"checkpoint_storage": config["storage_path"]}, session)
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -213,6 +221,9 @@ def _run_tune(grid: SweepSpec, launch: list[ledger.LedgerEntry], sweep: tracking
     progress.refit_every = options.refit_every
     scheduler = (SEARCHES.get(grid.search).scheduler(grid) if isinstance(grid, TuningSpec)
                  else None)
+    # Tune's own CSV, JSON and TensorBoard result files duplicate what MLflow records, and cost
+    # the driver a tensorboardX import and writes at every report: off unless the user set it.
+    os.environ.setdefault(TUNE_LOGGERS_ENV, "1")
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(configs)},

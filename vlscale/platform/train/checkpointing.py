@@ -84,8 +84,11 @@ def is_complete(directory: str | Path) -> bool:
 
 
 def newest_complete_checkpoint(
-        directories: Iterable[str | Path]) -> tuple[str | Path, int] | None:
+        directories: Iterable[str | Path], *, before_segment: int | None = None
+) -> tuple[str | Path, int] | None:
     """The complete checkpoint furthest along (most samples seen) and its position, or None.
+    With `before_segment`, only checkpoints of a run not yet past that segment count (a
+    completed run's final checkpoint is at segment = the number of segments).
 
     Positions, not directory names or times, decide: every attempt of a cell reports its
     checkpoints under its own Ray run directory, and a checkpoint being written when the process
@@ -96,6 +99,8 @@ def newest_complete_checkpoint(
     for directory in directories:
         if is_complete(directory):
             state = read_state(directory)
+            if before_segment is not None and int(state["segment"]) >= before_segment:
+                continue
             candidates.append(((int(state["segment"]), int(state["samples"])), directory))
     if not candidates:
         return None

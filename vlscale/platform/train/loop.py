@@ -29,7 +29,13 @@ from vlscale.platform import storage
 from vlscale.platform.config import Cell, cell_from_dict
 from vlscale.platform.data import WorkerBatches, open_shards
 from vlscale.platform.models import create_task, model_profile
-from vlscale.platform.train.checkpointing import is_complete, load_checkpoint, read_state, save_checkpoint
+from vlscale.platform.train.checkpointing import (
+    is_complete,
+    load_checkpoint,
+    newest_complete_checkpoint,
+    read_state,
+    save_checkpoint,
+)
 from vlscale.platform.train.evaluate import evaluate_cell, preprocess_for
 from vlscale.platform.train.progress import CellProgress
 from vlscale.platform.train.segments import Segment, learning_rate, plan_segments
@@ -62,9 +68,9 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
     segments = plan_segments(cell.train)
     state: dict[str, Any] = {"segment": 0, "samples": 0, "step": 0, "world_sizes": []}
     with session.checkpoint_dir() as directory:
-        # Ray's own checkpoint of this run (a restart within it) first, else the one the driver
-        # chose among earlier runs of the cell (see runner.run_cell).
-        directory = directory or config.get("resume_from")
+        # The furthest of Ray's own checkpoint of this run (a restart within it), the one the
+        # driver chose among earlier runs of the cell (runner.run_cell) and the storage's.
+        directory = furthest_checkpoint(directory, config, cell, session, len(segments))
         # A checkpoint of a completed run (its storage outlived its MLflow run) cannot be
         # evaluated again (cool-down branches are gone): train from scratch instead. The
         # driver's choice may be a storage URI (s3://...): downloaded first (storage.local_copy).
@@ -96,7 +102,9 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
             main_line = _snapshot(task, optimizer) if segment.cooldown else None
             batches = WorkerBatches(shards, preprocess, global_batch=cell.train.global_batch,
                                     total_samples=segment.end, world_rank=rank, world_size=world,
-                                    start_samples=start, seed=cell.train.seed, device=device)
+                                    start_samples=start, seed=cell.train.seed, device=device,
+                                    decode_outside_placement_group=(
+                                        session.decode_outside_placement_group))
             _run_segment(cell, segment, index, batches, stepper, state, progress, task, optimizer,
                          session)
             if segment.evaluate:
@@ -117,6 +125,33 @@ def train_cell(config: dict[str, Any], session: TrainSession) -> None:
     except BaseException as error:
         progress.failed(error)
         raise
+
+
+def furthest_checkpoint(ray_checkpoint: str | None, config: dict[str, Any], cell: Cell,
+                        session: TrainSession, segments: int) -> str | None:
+    """The checkpoint a (re)started worker group resumes from: the complete one furthest along
+    among Ray's restored checkpoint, the driver's `resume_from` and every checkpoint of the cell
+    under `config["checkpoint_storage"]`, chosen by rank 0 and broadcast.
+
+    Ray restores the checkpoint its controller registered, which lags storage: a node lost
+    right after a checkpoint was written restarted the group from an older one (from 0 samples
+    when it was the first), replaying steps that a complete checkpoint already covered. A
+    completed run's final checkpoint (segment `segments`) left on storage is passed over."""
+    candidates = [c for c in (ray_checkpoint, config.get("resume_from")) if c]
+    where = config.get("checkpoint_storage")
+    choice: str | None = None
+    if session.rank == 0:
+        if where:
+            candidates += storage.cell_checkpoints(where, cell.cell_hash)
+            candidates += storage.cell_checkpoints(where, cell.cell_hash, nested=True)
+        found = newest_complete_checkpoint(dict.fromkeys(map(str, candidates)),  # each once
+                                           before_segment=segments)
+        choice = str(found[0]) if found is not None else ray_checkpoint
+    if session.world_size > 1 and torch.distributed.is_initialized():
+        shared = [choice]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        choice = shared[0]
+    return choice
 
 
 def _run_segment(cell: Cell, segment: Segment, index: int, batches: WorkerBatches,

@@ -129,9 +129,7 @@ def check_cluster_fits(cell: Cell, *, wait_for_resources: bool = False) -> None:
     from vlscale.platform.cluster import describe_shortfall
 
     resources = cell.resources
-    per_worker = {"CPU": resources.cpus_per_worker}
-    if resources.gpus_per_worker:
-        per_worker["GPU"] = resources.gpus_per_worker
+    per_worker = resources.per_worker()
     shortfall = describe_shortfall(per_worker, resources.min_workers)
     if shortfall is None:
         return
@@ -149,7 +147,7 @@ def check_resources(cell: Cell, cluster_cpus: float) -> None:
         raise UserError(
             f"{cell.resources.max_workers} workers x {cell.resources.cpus_per_worker} CPUs "
             f"reserve {reserved:g} of the cluster's {cluster_cpus:g} CPUs; leave at least one "
-            "for Ray Data's decoding (lower cpus_per_worker, e.g. 0.5, or max_workers)")
+            "for the data decoding tasks (lower cpus_per_worker, e.g. 0.5, or max_workers)")
 
 
 def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
@@ -164,9 +162,7 @@ def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
     from vlscale.platform.train.loop import train_cell_worker
 
     resources = cell.resources
-    per_worker: dict[str, float] = {"CPU": resources.cpus_per_worker}
-    if resources.gpus_per_worker:
-        per_worker["GPU"] = resources.gpus_per_worker
+    per_worker = resources.per_worker()
     workers: int | tuple[int, int] = (
         (resources.min_workers, resources.max_workers) if resources.elastic
         else resources.min_workers)
@@ -182,12 +178,19 @@ def build_trainer(cell: Cell, tracking: TrackingTarget | None, *,
 
     storage = locations.resolve(storage_path)  # a local folder or a URI (s3://...), see storage.py
     locations.ensure_dir(storage)
+    # Every checkpoint of the cell lies under it: a restarted group resumes from the newest
+    # complete one, not only from the one Ray's controller registered (loop.furthest_checkpoint).
+    config["checkpoint_storage"] = storage
     return TorchTrainer(
         train_cell_worker,
         train_loop_config=config,
+        # Placement and labels decide which nodes a node's loss takes workers from; an elastic
+        # group shrinks to the workers left and grows back once per resize_check_s.
         scaling_config=ScalingConfig(num_workers=workers,
                                      use_gpu=bool(resources.gpus_per_worker),
-                                     resources_per_worker=per_worker),
+                                     resources_per_worker=per_worker,
+                                     placement_strategy=resources.placement,
+                                     elastic_resize_monitor_interval_s=resources.resize_check_s),
         run_config=RunConfig(
             name=run_name or f"cell-{cell.cell_hash}", storage_path=storage,
             failure_config=FailureConfig(max_failures=resources.max_failures),

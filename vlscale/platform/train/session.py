@@ -33,6 +33,9 @@ class TrainSession(Protocol):
     rank: int
     world_size: int
     device: torch.device
+    decode_outside_placement_group: bool
+    """Whether the data's decode tasks must run outside this process's placement group
+    (`data.stream._window_task`): a Tune trial's bundle holds only the trial."""
 
     def checkpoint_dir(self) -> Any:
         """A context manager giving the directory of the checkpoint to resume from, or None."""
@@ -43,6 +46,9 @@ class TrainSession(Protocol):
 
 class RayTrainSession:
     """Inside `TorchTrainer`: ranks, devices and checkpoints come from Ray Train."""
+
+    decode_outside_placement_group = False  # decode in the worker's own bundle, not on a CPU
+    # an elastic group would grow onto
 
     def __init__(self) -> None:
         import ray.train
@@ -68,6 +74,8 @@ class RayTrainSession:
 class TuneTrialSession:
     """In a Tune trial's process, one worker; `resume_from` is a checkpoint directory left by an
     earlier sweep driver (used when Tune has none of its own)."""
+
+    decode_outside_placement_group = True  # Tune refuses child tasks the trial's bundle lacks
 
     def __init__(self, use_gpu: bool = False, resume_from: str | None = None) -> None:
         self.rank, self.world_size = 0, 1
