@@ -18,7 +18,8 @@ from helpers.clusters import run_scenario
 from helpers.shards import write_synth_set
 
 SCENARIO = Path(__file__).with_name("multinode_sweep_scenario.py")
-SAMPLES = [1024, 1536, 2048]
+SAMPLES = [8192, 12288, 16384]
+"""Long enough that both running trials are mid-cell, with a checkpoint, when the node goes."""
 
 
 @pytest.mark.slow

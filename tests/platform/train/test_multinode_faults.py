@@ -22,8 +22,11 @@ from helpers.clusters import TRAIN_SLOT, run_scenario
 from helpers.distributed import reduction_rtol
 from helpers.shards import write_synth_set
 
-SAMPLES, BATCH, PERIOD = 8192, 64, 1024
-"""Long enough at one worker for the added node to be seen (resize_check_s) and joined."""
+SAMPLES, BATCH, PERIOD = 24576, 64, 1024
+"""Long enough at one worker for the added node to be seen and joined. Ray Train learns of new
+resources from Ray's autoscaling coordinator, which refreshes every 20 s, then checks every
+`resize_check_s`: the group grew back ~30 s after the node was added on this 2-core VM, quiet,
+when one worker trains ~340 samples/s. 24,576 samples leave ~22,000 (~65 s) after the add."""
 SCENARIO = Path(__file__).with_name("multinode_cell_scenario.py")
 
 
