@@ -69,3 +69,25 @@ def plain_loop(shards, spec, samples: int, batch: int) -> tuple[float, float]:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         pool.apply(_timed_baseline, ((shards, spec, batch, batch),))  # imports, warm caches
         return pool.apply(_timed_baseline, ((shards, spec, samples, batch),))
+
+
+def _warm(shards, spec, batch: int) -> None:
+    """Pool initializer: imports done and caches warm before any measured loop."""
+    _timed_baseline((shards, spec, batch, batch))
+
+
+def plain_loops_at_once(shards, spec, samples: int, batch: int, processes: int
+                        ) -> tuple[float, float]:
+    """(samples/s of all together, CPU seconds per sample) of `processes` plain loops running at
+    the same time, each in a warm process of its own: what a decode costs when the machine's
+    cores are all decoding (shared caches, memory bandwidth, a hypervisor's neighbours), the
+    fair floor for a pipeline that decodes on every core. Not a target, a reading aid."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(
+            processes, initializer=_warm, initargs=(shards, spec, batch)) as pool:
+        began = time.perf_counter()
+        results = pool.map(_timed_baseline, [(shards, spec, samples, batch)] * processes,
+                           chunksize=1)
+        wall = time.perf_counter() - began
+    return processes * samples / wall, sum(cpu for _, cpu in results) / processes

@@ -6,7 +6,9 @@ without Ray) measured in the same run. Each figure is the median of `--repeats` 
 warm-up run at that rank count (worker processes started, imports done, so what a run pays once
 on a fresh cluster is left out); the CPU of a run less what the idle cluster burns in its wall
 time (measured first; ~20 Ray processes of a simulated cluster on one machine cost per second,
-not per sample) is the `CPU per sample:` figure, and the runs' range follows it. And the bytes
+not per sample) is the `CPU per sample:` figure, and the runs' range follows it, then the same
+against as many plain loops running at once as the machine has cores (a pipeline decodes on
+every core, and a decode on a busy machine costs more CPU than on an idle one). And the bytes
 per sample that passed through a process other than the consumers, as measured by the shared
 coordinator itself (what it sent to the ranks and received from the window tasks). Then the
 same for Ray Data's `read_parquet` + `streaming_split` (whose order depends on the cluster, so
@@ -33,7 +35,12 @@ from pathlib import Path
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from data_common import cpu_since, cpu_snapshot, plain_loop  # noqa: E402  (bench/ is the script folder)
+from data_common import (  # noqa: E402  (bench/ is the script folder)
+    cpu_since,
+    cpu_snapshot,
+    plain_loop,
+    plain_loops_at_once,
+)
 
 
 def write_shards(directory: Path, rows: int, distinct: int, source_size: int,
@@ -176,6 +183,14 @@ def main() -> None:
         print(f"plain single-process loop (own process, no Ray; median of {args.repeats}): "
               f"{plain:.0f} samples/s, {plain_cpu * 1e3:.2f} ms CPU per sample "
               f"(range {min(c for _, c in plains) * 1e3:.2f}-{max(c for _, c in plains) * 1e3:.2f})")
+        cores = os.cpu_count() or 1
+        together = [plain_loops_at_once(shards, spec, args.samples, args.global_batch, cores)
+                    for _ in range(args.repeats)]
+        contended = statistics.median(cpu for _, cpu in together)
+        print(f"plain loops, {cores} at once (one per core, no Ray; median of {args.repeats}): "
+              f"{statistics.median(rate for rate, _ in together):.0f} samples/s, "
+              f"{contended * 1e3:.2f} ms CPU per sample = {contended / plain_cpu:.2f}x the "
+              "single loop (what decoding on every core costs this machine)")
         # What the simulated cluster burns while nobody uses it (raylets, GCS, agents, idle
         # workers: ~20 processes on this one machine), per second: paid per second, not per
         # sample, so it is reported apart.
@@ -195,7 +210,9 @@ def main() -> None:
             print(f"vlscale ranks={world_size} samples/s={rate:.0f} bytes via non-consumers/"
                   f"sample={via:.0f} incl. idle={statistics.median(gross) / plain_cpu:.2f}x, "
                   f"less the idle cluster's CPU per sample: {statistics.median(work):.2f}x the "
-                  f"plain loop (runs {min(work):.2f}-{max(work):.2f})")
+                  f"plain loop (runs {min(work):.2f}-{max(work):.2f}); "
+                  f"{statistics.median(work) * plain_cpu / contended:.2f}x the {cores} plain "
+                  "loops at once")
         if not args.no_split:
             import ray.data
 
@@ -216,7 +233,11 @@ def main() -> None:
                       f"(one pass of {rows} rows, start included; order set by the cluster)")
     finally:
         ray.shutdown()
-        cluster.shutdown()
+        # Node by node: Cluster.shutdown() runs `ray stop --force`, which would stop every
+        # Ray on the machine, other users' clusters included.
+        for node in list(cluster.worker_nodes):
+            cluster.remove_node(node)
+        cluster.remove_node(cluster.head_node)
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
