@@ -54,7 +54,8 @@ class SweepOutcome:
 
 
 TUNE_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
-"""Ray Tune's public switch for its default result loggers (CSV, JSON, TensorBoard)."""
+"""Ray Tune's public switch for its default result loggers (CSV, JSON, TensorBoard); the sweep
+adds the JSON one back itself."""
 
 
 def architecture_gflops(cells: list[Cell]) -> dict[str, float]:
@@ -221,9 +222,12 @@ def _run_tune(grid: SweepSpec, launch: list[ledger.LedgerEntry], sweep: tracking
     progress.refit_every = options.refit_every
     scheduler = (SEARCHES.get(grid.search).scheduler(grid) if isinstance(grid, TuningSpec)
                  else None)
-    # Tune's own CSV, JSON and TensorBoard result files duplicate what MLflow records, and cost
-    # the driver a tensorboardX import and writes at every report: off unless the user set it.
+    # Tune's own CSV and TensorBoard result files duplicate what MLflow records, and cost the
+    # driver a tensorboardX import and writes at every report: off unless the user set it. The
+    # JSON one (a line per report) stays: Tune's result grid reads it at the end of `fit` and
+    # warns, one line per trial, when no trial has it.
     os.environ.setdefault(TUNE_LOGGERS_ENV, "1")
+    from ray.tune.logger import JsonLoggerCallback
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(configs)},
@@ -238,7 +242,8 @@ def _run_tune(grid: SweepSpec, launch: list[ledger.LedgerEntry], sweep: tracking
             name=f"sweep-{grid.name}-{int(time.time())}", storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=max(
                 c.resources.max_failures for c in cells)),
-            callbacks=[progress, cells_status.CellsStatusCallback(sweep, progress.total_cells)],
+            callbacks=[progress, cells_status.CellsStatusCallback(sweep, progress.total_cells),
+                       JsonLoggerCallback()],
             verbose=0),
     )
     results = tuner.fit()
