@@ -144,3 +144,37 @@ def test_ctrl_c_then_rerun_resumes_newest_checkpoint_in_the_same_run(synth_shard
 def test_sigkill_then_rerun_resumes_newest_checkpoint_in_the_same_run(synth_shards, tmp_path):
     interrupt_then_rerun(synth_shards, tmp_path, signal.SIGKILL)
     check_one_complete_run(tmp_path)
+
+
+def _cell_run(where: Path, name: str):
+    from vlscale.platform.config import Cell, DataSpec, ModelSpec, TrainSpec
+
+    cell = Cell(ModelSpec("mammut", "cpu-w32-l1"), DataSpec(name, "t", "e", "z"),
+                TrainSpec(samples_seen=512, global_batch=64, lr=2e-3), procedure=name)
+    return cell, tracking.open_cell_run(cell, tracking_uri=tracking_uri(where),
+                                        code_version="test")
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupt_marks_a_run_its_dying_worker_marked_failed_first_and_keeps_its_error(
+        tmp_path):
+    """Under load the worker, torn down with the interrupted driver, can end the run FAILED
+    before the driver marks it: the interrupt still shows (KILLED), and the worker's error is
+    kept. A finished run is left as it is."""
+    from vlscale.platform.train.runner import mark_interrupted
+
+    uri = tracking_uri(tmp_path)
+    cell, run = _cell_run(tmp_path, "dying")
+    run.finish(tracking.CellState.FAILED, error="SystemExit: 1")
+    mark_interrupted(cell, uri, None, "SIGINT (Ctrl-C)")
+    record = tracking.find_cell_run(uri, cell.cell_hash)
+    assert record.mlflow_status == "KILLED" and record.status == tracking.CellState.FAILED
+    error = record.tags[tracking.TAG_ERROR]
+    assert error.startswith("interrupted by SIGINT (Ctrl-C) at ")
+    assert error.endswith("(the run had failed: SystemExit: 1)"), error
+
+    done_cell, done = _cell_run(tmp_path, "done")
+    done.finish(tracking.CellState.FINISHED)
+    mark_interrupted(done_cell, uri, None, "SIGINT (Ctrl-C)")
+    record = tracking.find_cell_run(uri, done_cell.cell_hash)
+    assert record.mlflow_status == "FINISHED" and tracking.TAG_ERROR not in record.tags

@@ -309,7 +309,11 @@ def mark_interrupted(cell: Cell, tracking_uri: str, experiment: str | None, how:
     """Mark the cell's run failed (MLflow status KILLED) with an error saying it was interrupted,
     so that nobody mistakes it for a live run until its heartbeat goes stale. Metrics up to the
     last checkpoint are already in the store (the loop flushes them before each checkpoint); a
-    rerun of the same command reopens this run and resumes from that checkpoint."""
+    rerun of the same command reopens this run and resumes from that checkpoint.
+
+    A run already FAILED is marked too: its worker, torn down with this interrupted driver, can
+    mark it first (seen on a loaded machine), and the interrupt is what the user needs to read.
+    Its own error is kept after ours. A FINISHED run is left alone."""
     from mlflow.entities import RunTag
     from mlflow.exceptions import MlflowException
 
@@ -318,13 +322,15 @@ def mark_interrupted(cell: Cell, tracking_uri: str, experiment: str | None, how:
     try:
         client, _ = tracking.connect(tracking_uri)
         record = tracking.find_cell_run(tracking_uri, cell.cell_hash, experiment_name=experiment)
-        if record is None or record.mlflow_status != "RUNNING":
+        if record is None or record.mlflow_status not in ("RUNNING", "FAILED"):
             return
+        error = (f"interrupted by {how} at {time.strftime('%H:%M:%S')}; rerun the same command "
+                 "to resume from the newest checkpoint")
+        if record.mlflow_status == "FAILED" and record.tags.get(tracking.TAG_ERROR):
+            error += f" (the run had failed: {record.tags[tracking.TAG_ERROR]})"
         client.log_batch(record.run_id, tags=[
             RunTag(tracking.TAG_STATUS, tracking.CellState.FAILED.value),
-            RunTag(tracking.TAG_ERROR, f"interrupted by {how} at {time.strftime('%H:%M:%S')}; "
-                                       "rerun the same command to resume from the newest "
-                                       "checkpoint")])
+            RunTag(tracking.TAG_ERROR, error[:2000])])
         client.set_terminated(record.run_id, "KILLED")
     except (UserError, OSError, MlflowException) as error:
         log.warning("could not mark cell %s interrupted in MLflow: %s", cell.cell_hash, error)
