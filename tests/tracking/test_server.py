@@ -308,3 +308,28 @@ def test_ui_stopped_by_a_signal_leaves_no_server_process(home, signum):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:
         stop_group(process, timeout=60)
+
+
+@pytest.mark.timeout(60)
+def test_a_sigterm_while_the_sweep_links_are_listed_stops_the_ui(capsys):
+    """`kill PID` can land inside MLflow's REST client (the sweep links are listed right after
+    the announcement), which turns any Exception into an MlflowException: the stop must get
+    through it, not be printed as "sweep links not listed" while the UI keeps serving."""
+    import threading
+
+    from vlscale.tracking.server import _print_sweep_links, _raise_stopped
+
+    with socket.socket() as silent:  # accepts connections (kernel backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        previous = signal.signal(signal.SIGTERM, _raise_stopped)
+        kill = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+        try:
+            kill.start()
+            with pytest.raises(BaseException) as stopped:
+                _print_sweep_links(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        finally:
+            kill.cancel()
+            signal.signal(signal.SIGTERM, previous)
+    assert type(stopped.value).__name__ == "_Stopped", stopped.value
+    assert "not listed" not in capsys.readouterr().out

@@ -214,8 +214,13 @@ def _last_error_line(lines: collections.deque[str]) -> str:
     return text[-1][:400] if text else "no output"
 
 
-class _Stopped(Exception):
-    """SIGTERM arrived: stop the server like Ctrl-C does."""
+class _Stopped(BaseException):
+    """SIGTERM arrived: stop the server like Ctrl-C does.
+
+    A BaseException, like KeyboardInterrupt: the signal can land inside library code that
+    catches `Exception`. MLflow's REST client (the sweep links listed after the announcement)
+    turned it into an MlflowException, which `_print_sweep_links` reports and goes on from,
+    so a `kill PID` right after the start left `vlscale ui` serving (seen in CI)."""
 
 
 def _raise_stopped(signum: int, frame: FrameType | None) -> None:
