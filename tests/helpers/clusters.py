@@ -68,6 +68,22 @@ def scenario_main(body: Callable[[Any, dict[str, Any], Callable[[str], None]], d
     print(json.dumps(result | {"events": events}), flush=True)
 
 
+def complete_positions(storage: str, cell_hash: str, *, nested: bool = False) -> set[int]:
+    """Samples-seen positions of the cell's complete checkpoints under `storage` (`nested`: a
+    sweep's trial layout, see `storage.cell_checkpoints`)."""
+    from vlscale.platform import storage as locations
+    from vlscale.platform.train.checkpointing import is_complete, read_state
+
+    positions = set()
+    for directory in locations.cell_checkpoints(storage, cell_hash, nested=nested):
+        try:
+            if is_complete(directory):
+                positions.add(int(read_state(directory)["samples"]))
+        except FileNotFoundError:  # Ray deleted it (num_to_keep) between listing and reading
+            continue
+    return positions
+
+
 def add_train_node(cluster: Any, cpus: float) -> Any:
     """One more training node (CPUs plus one `TRAIN_SLOT`)."""
     return cluster.add_node(num_cpus=cpus, resources={TRAIN_SLOT: 1},

@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for `helpers`
 
-from helpers.clusters import TRAIN_SLOT, scenario_main  # noqa: E402
+from helpers.clusters import TRAIN_SLOT, complete_positions, scenario_main  # noqa: E402
 
 
 def grid(shards: str, samples: list[int]):
@@ -46,18 +46,11 @@ def mid_cell(seen: dict[str, set[int]], samples: dict[str, int]) -> dict[str, in
 
 def positions_by_cell(storage: str) -> dict[str, set[int]]:
     """Complete checkpoint positions under a sweep's storage, per cell hash."""
-    from vlscale.platform import storage as locations
-    from vlscale.platform.train.checkpointing import is_complete, read_state
-
     found: dict[str, set[int]] = {}
     for trial in Path(storage).glob("sweep-*/cell-*"):
         cell_hash = trial.name.removeprefix("cell-")
-        for directory in locations.cell_checkpoints(storage, cell_hash, nested=True):
-            try:
-                if is_complete(directory):
-                    found.setdefault(cell_hash, set()).add(int(read_state(directory)["samples"]))
-            except FileNotFoundError:  # superseded and deleted between listing and reading
-                continue
+        if positions := complete_positions(storage, cell_hash, nested=True):
+            found.setdefault(cell_hash, set()).update(positions)
     return found
 
 

@@ -14,21 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for `helpers`
 
-from helpers.clusters import add_train_node, scenario_main  # noqa: E402
-
-
-def complete_positions(storage: str, cell_hash: str) -> set[int]:
-    from vlscale.platform import storage as locations
-    from vlscale.platform.train.checkpointing import is_complete, read_state
-
-    positions = set()
-    for directory in locations.cell_checkpoints(storage, cell_hash):
-        try:
-            if is_complete(directory):
-                positions.add(int(read_state(directory)["samples"]))
-        except FileNotFoundError:  # Ray deleted it (num_to_keep) between listing and reading
-            continue
-    return positions
+from helpers.clusters import add_train_node, complete_positions, scenario_main  # noqa: E402
 
 
 def body(cluster: Any, spec: dict[str, Any], note) -> dict[str, Any]:

@@ -109,14 +109,9 @@ class BatchCoordinator:
             self._condition.notify_all()
         return part
 
-    def traffic(self) -> dict[str, int]:
-        """Bytes this actor sent to ranks and received from window tasks so far (measured)."""
-        with self._condition:
-            return {"sent_bytes": self._sent_bytes,
-                    "received_bytes": self._stream.received_bytes}
-
     def finish(self, rank: int) -> tuple[bool, dict[str, int]]:
-        """A rank is done; (True for the last one, which then kills the actor; the traffic)."""
+        """A rank is done; (True for the last one, which then kills the actor; the bytes this
+        actor sent to ranks and received from window tasks so far, measured)."""
         with self._condition:
             self._finished.add(rank)
             last = len(self._finished) == self._world_size
