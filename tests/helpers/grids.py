@@ -8,7 +8,8 @@ from pathlib import Path
 from vlscale.platform.config import DataSpec, GridSpec, Procedure, ResourceSpec, SizeSettings
 
 
-def tiny_grid(shards: str, name: str = "tiny") -> GridSpec:
+def tiny_grid(shards: str, name: str = "tiny",
+              samples_seen: tuple[int, int] = (512, 1024)) -> GridSpec:
     """2 procedures x 2 architectures x 2 samples-seen values = 8 small single-worker cells on
     the synthetic shards under `shards` (train/, eval/, zeroshot/)."""
     data = DataSpec("synth", f"{shards}/train", f"{shards}/eval", f"{shards}/zeroshot",
@@ -17,7 +18,7 @@ def tiny_grid(shards: str, name: str = "tiny") -> GridSpec:
         name=name,
         procedures=(Procedure("clip-synth", "clip", data),
                     Procedure("mammut-synth", "mammut", data)),
-        architectures=("cpu-w32-l1", "cpu-w64-l2"), samples_seen=(512, 1024),
+        architectures=("cpu-w32-l1", "cpu-w64-l2"), samples_seen=samples_seen,
         sizes={"cpu-w32-l1": SizeSettings(2e-3, 64, 128),
                "cpu-w64-l2": SizeSettings(2e-3, 64, 128)},
         resources=ResourceSpec(1, 1, cpus_per_worker=1.0, max_failures=1),

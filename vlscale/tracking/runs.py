@@ -865,12 +865,28 @@ def _log_params_once(client: MlflowClient, run_id: str, params: Mapping[str, Any
 
 def _terminate(client: MlflowClient, run_id: str, status: CellState, error: str | None,
                deadline_s: float) -> bool:
+    """Set the run's status tag and MLflow status together.
+
+    A FAILED end does not overwrite an interrupt: when `vlscale train` is interrupted, its
+    driver marks the run KILLED with an error naming the interrupt (`runner.mark_interrupted`)
+    and exits; the worker, torn down after it, then ends the run FAILED with a SystemExit the
+    user did not cause. That run stays KILLED, the worker's error appended to the interrupt's
+    (the reverse order is `mark_interrupted`'s to handle). A FINISHED end does overwrite it:
+    the cell did complete, with all its metrics, before the worker went."""
     status = _check_status(status)
-    tags = [RunTag(TAG_STATUS, status.value), RunTag(TAG_HEARTBEAT, _now())]
-    if error:
-        tags.append(RunTag(TAG_ERROR, error[:2000]))
 
     def terminate() -> None:
+        tags = [RunTag(TAG_STATUS, status.value), RunTag(TAG_HEARTBEAT, _now())]
+        if status == CellState.FAILED:
+            run = client.get_run(run_id)
+            if run.info.status == "KILLED":
+                interrupt = run.data.tags.get(TAG_ERROR, "interrupted")
+                if error and error[:200] not in interrupt:  # once, if retried
+                    client.set_tag(run_id, TAG_ERROR,
+                                   f"{interrupt} (then the run failed: {error})"[:2000])
+                return
+        if error:
+            tags.append(RunTag(TAG_ERROR, error[:2000]))
         client.log_batch(run_id, tags=tags)
         client.set_terminated(run_id, "FAILED" if status == CellState.FAILED else "FINISHED")
 

@@ -23,6 +23,10 @@ from helpers.shards import write_synth_set
 REPO = Path(__file__).resolve().parents[3]
 JOB = Path(__file__).resolve().parent / "tiny_job.py"
 CELLS = 8  # helpers.grids.tiny_grid
+# Cells long enough (seconds each, not one) that `ray job stop`, sent once the first cell is
+# seen finished, lands mid-grid on a fast machine too: at 512/1024 samples all eight cells
+# finished within 16 s, before the stop took effect (CI, a 2-vCPU VM).
+SAMPLES = ("2048", "4096")
 ROW = re.compile(r"^[0-9a-f]{12}\s.*\s(finished|running|failed|missing|stale|stopped)\s")
 
 
@@ -45,11 +49,36 @@ def _ray(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Co
 def _cell_states(env: dict[str, str], shards: Path, cwd: Path) -> list[str]:
     """`vlscale status` from `cwd` (the checkout): the state of each cell of the sweep."""
     result = subprocess.run([sys.executable, "-m", "vlscale.cli", "status", str(JOB), "--data",
-                             str(shards)], env=env, cwd=cwd, capture_output=True, text=True,
-                            timeout=120)
+                             str(shards), "--samples", *SAMPLES], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return [match.group(1) for line in result.stdout.splitlines()
             if (match := ROW.match(line))]
+
+
+def _finished_in_store(state: Path) -> int:
+    """How many cell runs the job's SQLite store (under `state`) tags finished, read with
+    sqlite3 in read-only mode (nothing here may create or upgrade the schema the job is
+    writing); 0 before the store has its tables."""
+    import sqlite3
+
+    from vlscale import tracking
+
+    database = state / "mlflow.db"
+    if not database.is_file():
+        return 0
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as connection:
+        try:
+            (count,) = connection.execute(
+                "SELECT count(*) FROM tags AS status JOIN tags AS kind USING (run_uuid) "
+                "WHERE status.key = ? AND status.value = ? AND kind.key = ? AND kind.value = ?",
+                (tracking.TAG_STATUS, tracking.CellState.FINISHED.value, tracking.TAG_KIND,
+                 tracking.KIND_CELL)).fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return 0
+            raise
+    return int(count)
 
 
 def _job_status(env: dict[str, str], address: str, job: str) -> str:
@@ -92,7 +121,7 @@ def test_a_submitted_job_keeps_its_results_and_a_resubmit_runs_only_the_missing_
             command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
                        address, "--working-dir", str(REPO), "--submission-id", submission,
                        "--no-wait", "--", "python", str(JOB.relative_to(REPO)), "--data",
-                       str(shards), "--no-report"]
+                       str(shards), "--samples", *SAMPLES, "--no-report"]
 
             def accepted():  # the head's job agent takes a few seconds after `ray start`
                 result = subprocess.run(command, env=env, capture_output=True, text=True,
@@ -106,10 +135,9 @@ def test_a_submitted_job_keeps_its_results_and_a_resubmit_runs_only_the_missing_
 
         submit("vlscale-first")
         state = user_home / ".vlscale"
-        # Mid-grid: at least one cell finished, not all; then stop the job.
-        finished_before = _wait(
-            lambda: (n := _cell_states(env, shards, REPO).count("finished")) >= 1 and n,
-            600, "a first finished cell")
+        # Mid-grid: at least one cell finished, not all; then stop the job. The store is read
+        # here (twice a second), not through `vlscale status` (seconds per call).
+        _wait(lambda: _finished_in_store(state) >= 1, 600, "a first finished cell", poll=0.5)
         _ray(env, "job", "stop", "--address", address, "vlscale-first")  # waits for the end
         assert _job_status(env, address, "vlscale-first") == "STOPPED"
         states = _cell_states(env, shards, REPO)

@@ -19,10 +19,12 @@ from helpers.grids import tiny_grid  # noqa: E402
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="synthetic shard root (absolute)")
     parser.add_argument("--name", default="tiny", help="sweep id")
+    parser.add_argument("--samples", type=int, nargs=2, default=(512, 1024),
+                        help="the two samples-seen values (larger: longer cells)")
 
 
 def grid(args: argparse.Namespace) -> GridSpec:
-    return tiny_grid(args.data, name=args.name)
+    return tiny_grid(args.data, name=args.name, samples_seen=(args.samples[0], args.samples[1]))
 
 
 if __name__ == "__main__":

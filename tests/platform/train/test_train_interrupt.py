@@ -178,3 +178,27 @@ def test_an_interrupt_marks_a_run_its_dying_worker_marked_failed_first_and_keeps
     mark_interrupted(done_cell, uri, None, "SIGINT (Ctrl-C)")
     record = tracking.find_cell_run(uri, done_cell.cell_hash)
     assert record.mlflow_status == "FINISHED" and tracking.TAG_ERROR not in record.tags
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_fails_after_the_interrupt_mark_leaves_the_run_killed(tmp_path):
+    """The other order: the driver marks the run KILLED, exits, and its worker, torn down after
+    it, ends the run FAILED. The interrupt stays what the run shows, the worker's error after
+    it; a worker that completed the cell still ends it FINISHED."""
+    from vlscale.platform.train.runner import mark_interrupted
+
+    uri = tracking_uri(tmp_path)
+    cell, run = _cell_run(tmp_path, "late")
+    mark_interrupted(cell, uri, None, "SIGINT (Ctrl-C)")
+    assert run.finish(tracking.CellState.FAILED, error="SystemExit: 1")
+    record = tracking.find_cell_run(uri, cell.cell_hash)
+    assert record.mlflow_status == "KILLED" and record.status == tracking.CellState.FAILED
+    error = record.tags[tracking.TAG_ERROR]
+    assert error.startswith("interrupted by SIGINT (Ctrl-C) at ")
+    assert error.endswith("(then the run failed: SystemExit: 1)"), error
+
+    done_cell, done = _cell_run(tmp_path, "completed")
+    mark_interrupted(done_cell, uri, None, "SIGINT (Ctrl-C)")
+    assert done.finish(tracking.CellState.FINISHED)
+    record = tracking.find_cell_run(uri, done_cell.cell_hash)
+    assert record.mlflow_status == "FINISHED" and record.status == tracking.CellState.FINISHED
