@@ -155,6 +155,15 @@ def _cell_run(where: Path, name: str):
                                         code_version="test")
 
 
+def _assert_interrupted_then(uri: str, cell, ending: str) -> None:
+    """The run shows the interrupt (KILLED, "interrupted by ..."), the worker's error after it."""
+    record = tracking.find_cell_run(uri, cell.cell_hash)
+    assert record.mlflow_status == "KILLED" and record.status == tracking.CellState.FAILED
+    error = record.tags[tracking.TAG_ERROR]
+    assert error.startswith("interrupted by SIGINT (Ctrl-C) at ")
+    assert error.endswith(ending), error
+
+
 @pytest.mark.timeout(120)
 def test_an_interrupt_marks_a_run_its_dying_worker_marked_failed_first_and_keeps_its_error(
         tmp_path):
@@ -167,11 +176,7 @@ def test_an_interrupt_marks_a_run_its_dying_worker_marked_failed_first_and_keeps
     cell, run = _cell_run(tmp_path, "dying")
     run.finish(tracking.CellState.FAILED, error="SystemExit: 1")
     mark_interrupted(cell, uri, None, "SIGINT (Ctrl-C)")
-    record = tracking.find_cell_run(uri, cell.cell_hash)
-    assert record.mlflow_status == "KILLED" and record.status == tracking.CellState.FAILED
-    error = record.tags[tracking.TAG_ERROR]
-    assert error.startswith("interrupted by SIGINT (Ctrl-C) at ")
-    assert error.endswith("(the run had failed: SystemExit: 1)"), error
+    _assert_interrupted_then(uri, cell, "(the run had failed: SystemExit: 1)")
 
     done_cell, done = _cell_run(tmp_path, "done")
     done.finish(tracking.CellState.FINISHED)
@@ -191,11 +196,7 @@ def test_a_worker_that_fails_after_the_interrupt_mark_leaves_the_run_killed(tmp_
     cell, run = _cell_run(tmp_path, "late")
     mark_interrupted(cell, uri, None, "SIGINT (Ctrl-C)")
     assert run.finish(tracking.CellState.FAILED, error="SystemExit: 1")
-    record = tracking.find_cell_run(uri, cell.cell_hash)
-    assert record.mlflow_status == "KILLED" and record.status == tracking.CellState.FAILED
-    error = record.tags[tracking.TAG_ERROR]
-    assert error.startswith("interrupted by SIGINT (Ctrl-C) at ")
-    assert error.endswith("(then the run failed: SystemExit: 1)"), error
+    _assert_interrupted_then(uri, cell, "(then the run failed: SystemExit: 1)")
 
     done_cell, done = _cell_run(tmp_path, "completed")
     mark_interrupted(done_cell, uri, None, "SIGINT (Ctrl-C)")
