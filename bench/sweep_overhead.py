@@ -10,7 +10,8 @@ overhead".
 
 Then, in a fresh process once the sweep's Ray is down, the floor any Ray Tune sweep of as many
 cells pays on this machine: `ray.init` with vlscale's settings and a Tune grid of as many
-trials (one at a time, actors reused, vlscale's trial resources and loggers) whose trainable
+trials (one at a time, actors reused, each with its cell's trial resources, vlscale's Tune
+loggers) whose trainable
 only imports what a cell's trial imports (torch, open_clip, MLflow, vlscale's trainer) and
 reports once. What the sweep spends beyond its cells and that floor is vlscale's own; the floor
 over the cells is the best ratio a sweep on Ray Tune reaches here.
@@ -44,13 +45,16 @@ def empty_trial(config: dict) -> None:
     tune.report({"trial": config["trial"]})
 
 
-def floor_seconds(trials: int, storage: str) -> dict[str, float]:
-    """Ray's start and an empty Tune grid of `trials`, timed as `run_sweep` is timed (`ray` and
-    vlscale's driver imported before the clock starts, Tune after)."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+def floor_seconds(resources: list[dict[str, float]], storage: str) -> dict[str, float]:
+    """Ray's start and an empty Tune grid of one trial per entry of `resources` (what each
+    reserves), timed as `run_sweep` is timed (`ray` and vlscale's driver imported before the
+    clock starts, Tune after)."""
     import ray
 
     from vlscale.platform.cluster import ensure_ray
+    from vlscale.platform.sweep.driver import TUNE_LOGGERS_ENV
+
+    os.environ.setdefault(TUNE_LOGGERS_ENV, "1")  # as the sweep sets it
 
     started = time.perf_counter()
     ensure_ray()  # as `run_sweep` starts its embedded cluster
@@ -59,8 +63,8 @@ def floor_seconds(trials: int, storage: str) -> dict[str, float]:
     from ray.tune.logger import JsonLoggerCallback
 
     tuner = tune.Tuner(
-        tune.with_resources(empty_trial, {"CPU": 1}),
-        param_space={"trial": tune.grid_search(list(range(trials)))},
+        tune.with_resources(empty_trial, lambda config: resources[config["trial"]]),
+        param_space={"trial": tune.grid_search(list(range(len(resources))))},
         tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
         run_config=tune.RunConfig(name="floor", storage_path=storage, verbose=0,
                                   callbacks=[JsonLoggerCallback()]))
@@ -72,10 +76,10 @@ def floor_seconds(trials: int, storage: str) -> dict[str, float]:
     return {"ray_up": ray_up, "total": total}
 
 
-def measure_floor(trials: int, storage: Path) -> dict[str, float]:
+def measure_floor(resources: list[dict[str, float]], storage: Path) -> dict[str, float]:
     """`floor_seconds` in a fresh process (its own Ray, no module imported yet)."""
     result = subprocess.run(
-        [sys.executable, __file__, "--floor-only", str(trials), str(storage)],
+        [sys.executable, __file__, "--floor-only", json.dumps(resources), str(storage)],
         capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"the floor measurement failed:\n{result.stderr[-3000:]}")
@@ -86,18 +90,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, nargs=2, default=[2048, 4096])
-    parser.add_argument("--floor-only", nargs=2, metavar=("TRIALS", "STORAGE"),
+    parser.add_argument("--floor-only", nargs=2, metavar=("RESOURCES_JSON", "STORAGE"),
                         help="only measure the Ray + Tune floor (what the sweep run calls)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.floor_only:
-        print(json.dumps(floor_seconds(int(args.floor_only[0]), args.floor_only[1])))
+        print(json.dumps(floor_seconds(json.loads(args.floor_only[0]), args.floor_only[1])))
         return
     import ray
 
     from vlscale import tracking
     from vlscale.platform.data.synth import write_synth
-    from vlscale.platform.sweep.driver import SweepOptions, run_sweep
+    from vlscale.platform.sweep.driver import SweepOptions, run_sweep, trial_resources
 
     from helpers.grids import tiny_grid
 
@@ -115,7 +119,7 @@ def main() -> None:
         runs = tracking.list_cell_runs(options.tracking_uri, grid.name)
         cell_time = sum(r.metrics[tracking.METRIC_WALL_TIME_S] for r in runs)
         ray.shutdown()
-        floor = measure_floor(len(runs), work / "floor")
+        floor = measure_floor([trial_resources(cell) for cell in grid.cells()], work / "floor")
     print(f"{len(runs)} cells, samples seen {args.samples}, 1 trial at a time, "
           f"{os.cpu_count()} CPUs")
     print(f"sweep wall time:            {wall:8.1f} s")
